@@ -1,0 +1,155 @@
+//! The on-disk encoding. **Boundary**: the only module that knows bincode and the
+//! portable roaring layout; everything stored goes through here.
+//!
+//! Every stored value starts with a format-version byte. Records and metadata are
+//! `[FORMAT_VERSION] ++ bincode(standard, fixed limit)`; bitmap chunks are
+//! `[FORMAT_VERSION] ++ roaring portable serialisation`. Decoding never panics: bad bytes
+//! come back as [`Error::Corrupt`], an unknown version as [`Error::UnsupportedFormat`].
+
+use std::fmt::Display;
+
+use roaring::RoaringBitmap;
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::error::{Error, Result};
+
+/// The format version written by this build.
+pub(crate) const FORMAT_VERSION: u8 = 1;
+
+/// The most bytes one decoded value may claim, so that a corrupt length prefix cannot
+/// make the decoder allocate without bound.
+pub(crate) const MAX_DECODE_BYTES: usize = 64 * 1024 * 1024;
+
+fn config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_DECODE_BYTES>,
+> {
+    bincode::config::standard().with_limit::<MAX_DECODE_BYTES>()
+}
+
+/// Encodes a value with its version byte, appending to `out`.
+pub(crate) fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) {
+    out.push(FORMAT_VERSION);
+    // Encoding into a Vec fails only for types serde cannot express (none of ours) or
+    // beyond the size limit, which our field limits keep us far from.
+    if let Err(e) = bincode::serde::encode_into_std_write(value, out, config()) {
+        unreachable_encode(e);
+    }
+}
+
+#[cold]
+fn unreachable_encode(e: bincode::error::EncodeError) {
+    // Not reachable with crmdb's own types; kept loud in debug builds.
+    debug_assert!(false, "encoding failed: {e}");
+}
+
+/// Encodes a value with its version byte.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    encode_into(value, &mut out);
+    out
+}
+
+fn check_version(what: &'static str, key: &dyn Display, bytes: &[u8]) -> Result<()> {
+    match bytes.first() {
+        None => Err(Error::Corrupt { what, key: key.to_string(), reason: "empty value".into() }),
+        Some(&FORMAT_VERSION) => Ok(()),
+        Some(&found) => {
+            Err(Error::UnsupportedFormat { what, found, supported: FORMAT_VERSION })
+        }
+    }
+}
+
+/// Decodes a value written by [`encode`]. Trailing bytes are an error.
+pub(crate) fn decode<T: DeserializeOwned>(
+    what: &'static str,
+    key: &dyn Display,
+    bytes: &[u8],
+) -> Result<T> {
+    check_version(what, key, bytes)?;
+    let corrupt = |reason: String| Error::Corrupt { what, key: key.to_string(), reason };
+    let (value, used) = bincode::serde::decode_from_slice(&bytes[1..], config())
+        .map_err(|e| corrupt(e.to_string()))?;
+    if used + 1 != bytes.len() {
+        return Err(corrupt(format!("{} trailing bytes", bytes.len() - used - 1)));
+    }
+    Ok(value)
+}
+
+/// Encodes a bitmap chunk.
+pub(crate) fn encode_bitmap(bitmap: &RoaringBitmap) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + bitmap.serialized_size());
+    out.push(FORMAT_VERSION);
+    // Writing into a Vec cannot fail.
+    let _ = bitmap.serialize_into(&mut out);
+    out
+}
+
+/// The portable format's cookies.
+const COOKIE_NO_RUN: u32 = 12346;
+const COOKIE_RUN: u16 = 12347;
+
+/// Decodes a bitmap written by [`encode_bitmap`], checking the header against the byte
+/// length first so that a corrupt header cannot claim more containers than the bytes
+/// could hold.
+pub(crate) fn decode_bitmap(what: &'static str, key: &dyn Display, bytes: &[u8]) -> Result<RoaringBitmap> {
+    check_version(what, key, bytes)?;
+    let corrupt = |reason: &str| Error::Corrupt { what, key: key.to_string(), reason: reason.into() };
+    let body = &bytes[1..];
+    let word = |at: usize| -> Option<u32> {
+        body.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let first = word(0).ok_or_else(|| corrupt("truncated bitmap header"))?;
+    let containers = if first == COOKIE_NO_RUN {
+        word(4).ok_or_else(|| corrupt("truncated bitmap header"))? as usize
+    } else if first as u16 == COOKIE_RUN {
+        (first >> 16) as usize + 1
+    } else {
+        return Err(corrupt("bad bitmap cookie"));
+    };
+    // Each container takes at least 4 header bytes and 2 data bytes.
+    if containers > 65_536 || containers.saturating_mul(6) > body.len() {
+        return Err(corrupt("bitmap header claims more containers than its bytes hold"));
+    }
+    RoaringBitmap::deserialize_from(body).map_err(|e| corrupt(&e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trip_and_errors() {
+        let bytes = encode(&("hello".to_string(), 42u32));
+        let back: (String, u32) = decode("test", &"k", &bytes).expect("round trip");
+        assert_eq!(back, ("hello".to_string(), 42));
+
+        let err = decode::<(String, u32)>("test", &"k", &[]).expect_err("empty");
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        let mut newer = bytes.clone();
+        newer[0] = 99;
+        let err = decode::<(String, u32)>("test", &"k", &newer).expect_err("version");
+        assert!(matches!(err, Error::UnsupportedFormat { found: 99, .. }), "{err}");
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(decode::<(String, u32)>("test", &"k", &trailing).is_err());
+        for cut in 1..bytes.len() {
+            assert!(decode::<(String, u32)>("test", &"k", &bytes[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn bitmap_round_trip_and_errors() {
+        let bitmap: RoaringBitmap = (0..5000).chain([70_000, 1 << 20]).collect();
+        let bytes = encode_bitmap(&bitmap);
+        assert_eq!(decode_bitmap("b", &"k", &bytes).expect("round trip"), bitmap);
+        for cut in 0..bytes.len().min(64) {
+            assert!(decode_bitmap("b", &"k", &bytes[..cut]).is_err());
+        }
+        let mut huge = vec![FORMAT_VERSION];
+        huge.extend_from_slice(&COOKIE_NO_RUN.to_le_bytes());
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_bitmap("b", &"k", &huge).is_err());
+    }
+}

@@ -1,0 +1,398 @@
+//! Opening a database: the builder, backends, the clock, statistics.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use redb::{ReadableDatabase, ReadableTable};
+use redb::backends::InMemoryBackend;
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::index::cache::BitmapCache;
+use crate::lifecycle::Machines;
+use crate::schema::{EntityKind, Timestamp};
+use crate::storage::{self, meta};
+use crate::txn::{ReadTransaction, Snapshot, WriteTransaction};
+
+/// Where the engine gets "now" from. Rules never read the wall clock themselves.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        Timestamp(secs)
+    }
+}
+
+/// A clock that says what it is told: for tests, simulations and imports.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock stopped at `at`.
+    pub fn new(at: Timestamp) -> ManualClock {
+        ManualClock(AtomicI64::new(at.0))
+    }
+    /// Sets the time.
+    pub fn set(&self, at: Timestamp) {
+        self.0.store(at.0, Ordering::SeqCst);
+    }
+    /// Moves the time forward by whole days.
+    pub fn advance_days(&self, days: i64) {
+        self.0.fetch_add(days * crate::schema::SECONDS_PER_DAY, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// Options for opening a database.
+///
+/// # Defaults
+/// - `cache_size`: 256 MiB of redb page cache ([`Builder::DEFAULT_CACHE_SIZE`]).
+/// - `bitmap_cache_size`: 256 MiB of decoded bitmaps ([`Builder::DEFAULT_BITMAP_CACHE_SIZE`]).
+/// - `machines`: [`Machines::default`], the spec's contact lifecycle and deal pipeline;
+///   applied when the database is created, compared on open.
+/// - `clock`: [`SystemClock`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    cache_size: usize,
+    bitmap_cache_size: usize,
+    machines: Option<Machines>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) redb: redb::Database,
+    pub(crate) cache: BitmapCache,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// A crmdb database: in memory or on a file. `Send + Sync`; clone the handle or share a
+/// reference across threads. One write transaction at a time (others wait), any number
+/// of readers, each on its own snapshot, never blocking the writer.
+#[derive(Clone)]
+pub struct Database {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database").finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// redb page cache default: 256 MiB.
+    pub const DEFAULT_CACHE_SIZE: usize = 256 << 20;
+    /// Decoded-bitmap cache default: 256 MiB.
+    pub const DEFAULT_BITMAP_CACHE_SIZE: usize = 256 << 20;
+
+    /// The defaults.
+    pub fn new() -> Builder {
+        Builder {
+            cache_size: Self::DEFAULT_CACHE_SIZE,
+            bitmap_cache_size: Self::DEFAULT_BITMAP_CACHE_SIZE,
+            machines: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Bytes of redb page cache.
+    pub fn cache_size(&mut self, bytes: usize) -> &mut Builder {
+        self.cache_size = bytes;
+        self
+    }
+
+    /// Bytes of decoded bitmaps kept between transactions.
+    pub fn bitmap_cache_size(&mut self, bytes: usize) -> &mut Builder {
+        self.bitmap_cache_size = bytes;
+        self
+    }
+
+    /// The lifecycle machines of a new database.
+    pub fn machines(&mut self, machines: Machines) -> &mut Builder {
+        self.machines = Some(machines);
+        self
+    }
+
+    /// The clock transactions read "now" from.
+    pub fn clock(&mut self, clock: Arc<dyn Clock>) -> &mut Builder {
+        self.clock = clock;
+        self
+    }
+
+    fn redb_builder(&self) -> redb::Builder {
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(self.cache_size);
+        builder
+    }
+
+    /// A new database in memory.
+    ///
+    /// # Errors
+    /// Invalid machines, or a storage failure.
+    pub fn in_memory(&self) -> Result<Database> {
+        self.with_backend(InMemoryBackend::new())
+    }
+
+    /// Creates a database file, or opens it if it exists.
+    ///
+    /// # Errors
+    /// I/O and storage failures, a file of another format, machines that differ from
+    /// the stored ones.
+    pub fn create(&self, path: impl AsRef<Path>) -> Result<Database> {
+        let redb = self.redb_builder().create(path)?;
+        self.finish(redb)
+    }
+
+    /// Opens an existing database file.
+    ///
+    /// # Errors
+    /// As [`Builder::create`], and a missing file.
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<Database> {
+        let redb = self.redb_builder().open(path)?;
+        self.finish(redb)
+    }
+
+    /// Opens (or creates) a database on any redb storage backend, such as a fault-injecting
+    /// wrapper in tests.
+    ///
+    /// # Errors
+    /// As [`Builder::create`].
+    pub fn with_backend(&self, backend: impl redb::StorageBackend) -> Result<Database> {
+        let redb = self.redb_builder().create_with_backend(backend)?;
+        self.finish(redb)
+    }
+
+    fn finish(&self, redb: redb::Database) -> Result<Database> {
+        if let Some(machines) = &self.machines {
+            machines.validate()?;
+        }
+        let db = Database {
+            inner: Arc::new(Inner {
+                redb,
+                cache: BitmapCache::new(self.bitmap_cache_size),
+                clock: Arc::clone(&self.clock),
+            }),
+        };
+        db.initialise(self.machines.as_ref())?;
+        Ok(db)
+    }
+}
+
+impl Database {
+    /// A new in-memory database with the defaults.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub fn in_memory() -> Result<Database> {
+        Builder::new().in_memory()
+    }
+
+    /// Creates (or opens) a database file with the defaults.
+    ///
+    /// # Errors
+    /// See [`Builder::create`].
+    pub fn create(path: impl AsRef<Path>) -> Result<Database> {
+        Builder::new().create(path)
+    }
+
+    /// Opens an existing database file with the defaults.
+    ///
+    /// # Errors
+    /// See [`Builder::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Database> {
+        Builder::new().open(path)
+    }
+
+    /// A builder for other options.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    fn initialise(&self, machines: Option<&Machines>) -> Result<()> {
+        let txn = self.inner.redb.begin_write()?;
+        {
+            let mut table = txn.open_table(storage::META)?;
+            let format = table.get(meta::FORMAT)?.map(|v| v.value().to_vec());
+            match format {
+                None => {
+                    table.insert(meta::FORMAT, codec::encode(&codec::FORMAT_VERSION).as_slice())?;
+                    table.insert(meta::GENERATION, codec::encode(&0u64).as_slice())?;
+                    let machines = machines.cloned().unwrap_or_default();
+                    table.insert(meta::MACHINES, codec::encode(&machines).as_slice())?;
+                }
+                Some(bytes) => {
+                    let version: u8 = codec::decode("meta", &meta::FORMAT, &bytes)?;
+                    if version != codec::FORMAT_VERSION {
+                        return Err(Error::UnsupportedFormat {
+                            what: "database",
+                            found: version,
+                            supported: codec::FORMAT_VERSION,
+                        });
+                    }
+                    if let Some(wanted) = machines {
+                        let stored = table.get(meta::MACHINES)?.map(|v| v.value().to_vec());
+                        let stored: Machines = match stored {
+                            Some(bytes) => codec::decode("meta", &meta::MACHINES, &bytes)?,
+                            None => Machines::default(),
+                        };
+                        if &stored != wanted {
+                            return Err(Error::InvalidMachine {
+                                reason: "the database already has other machines; replace them with WriteTransaction::replace_machines".into(),
+                            });
+                        }
+                    }
+                }
+            }
+            // Create every table so that readers never meet a missing one.
+            for kind in EntityKind::ALL {
+                txn.open_table(storage::rows(kind))?;
+            }
+            txn.open_table(storage::UNIQUE)?;
+            txn.open_table(storage::BITMAPS)?;
+            txn.open_table(storage::BITMAP_GEN)?;
+            txn.open_table(storage::HISTORY)?;
+            txn.open_table(storage::SEGMENTS)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Begins a write transaction, waiting for the current writer to finish. Dropping it
+    /// without [`WriteTransaction::commit`] rolls everything back.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub fn begin_write(&self) -> Result<WriteTransaction> {
+        WriteTransaction::begin(Arc::clone(&self.inner))
+    }
+
+    /// Begins a read transaction on a snapshot of the last commit.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub fn begin_read(&self) -> Result<ReadTransaction> {
+        ReadTransaction::begin(Arc::clone(&self.inner), self.inner.redb.begin_read()?)
+    }
+
+    /// Runs `f` in a write transaction: commits if it returns `Ok`, rolls back
+    /// everything of it if it returns `Err`.
+    ///
+    /// # Errors
+    /// The closure's error, or a storage failure on begin or commit.
+    pub fn write<T>(&self, f: impl FnOnce(&mut WriteTransaction) -> Result<T>) -> Result<T> {
+        let mut tx = self.begin_write()?;
+        let value = f(&mut tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Runs `f` on a read snapshot.
+    ///
+    /// # Errors
+    /// The closure's error, or a storage failure on begin.
+    pub fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
+        let tx = self.begin_read()?;
+        f(&tx)
+    }
+
+    /// The clock's current time.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Runs redb's integrity check (checksums of every page, allocator state).
+    /// Needs the only handle to the database.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when other handles exist, or a storage failure.
+    pub fn check_integrity(&mut self) -> Result<bool> {
+        let inner = Arc::get_mut(&mut self.inner).ok_or_else(|| {
+            Error::InvalidArgument("check_integrity needs the only database handle".into())
+        })?;
+        Ok(inner.redb.check_integrity()?)
+    }
+
+    /// Counts and sizes, read from one snapshot.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub fn stats(&self) -> Result<DatabaseStats> {
+        let tx = self.begin_read()?;
+        let mut records = Vec::new();
+        for kind in EntityKind::ALL {
+            let live = tx.live(kind)?.len();
+            let deleted = tx.deleted(kind)?.len();
+            records.push(KindStats { kind, live, deleted });
+        }
+        let counters = self.inner.cache.counters();
+        let redb_stats = {
+            let w = self.inner.redb.begin_write()?;
+            let s = w.stats()?;
+            w.abort()?;
+            s
+        };
+        Ok(DatabaseStats {
+            records,
+            stored_bytes: redb_stats.stored_bytes(),
+            allocated_bytes: redb_stats.allocated_pages() * redb_stats.page_size() as u64,
+            bitmap_cache_entries: counters.entries,
+            bitmap_cache_bytes: counters.bytes,
+            bitmap_cache_hits: counters.hits,
+            bitmap_cache_misses: counters.misses,
+        })
+    }
+}
+
+/// Record counts of one kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindStats {
+    /// The kind.
+    pub kind: EntityKind,
+    /// Live records.
+    pub live: u64,
+    /// Records in the recycle bin.
+    pub deleted: u64,
+}
+
+/// Database statistics.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DatabaseStats {
+    /// Per-kind counts.
+    pub records: Vec<KindStats>,
+    /// Bytes of user data stored in redb (rows, indexes, histories).
+    pub stored_bytes: u64,
+    /// Bytes of pages allocated by redb.
+    pub allocated_bytes: u64,
+    /// Decoded bitmaps cached.
+    pub bitmap_cache_entries: usize,
+    /// Their serialised size.
+    pub bitmap_cache_bytes: usize,
+    /// Cache hits since open.
+    pub bitmap_cache_hits: u64,
+    /// Cache misses since open.
+    pub bitmap_cache_misses: u64,
+}

@@ -1,0 +1,360 @@
+//! Bitmap indexes over dense row ids.
+//!
+//! Two shapes, both plain roaring bitmaps in the end:
+//! - **categorical** bitmaps, one per `(kind, field, value)`: tags, stage, region, owner …
+//!   and per kind the `:live` and `:deleted` sets;
+//! - **bit-sliced** numeric indexes ([`Bsi`]), one per `(kind, field)`: an `exists`
+//!   bitmap and 64 slices of the two's-complement value.
+//!
+//! A write transaction never touches stored bitmaps directly: it records per-key
+//! additions and removals in an [`IndexDelta`] and `txn.rs` merges each touched chunk
+//! once at commit ([`store::merge`]).
+
+pub(crate) mod bsi;
+pub(crate) mod cache;
+pub(crate) mod store;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use roaring::RoaringBitmap;
+
+pub(crate) use bsi::Bsi;
+
+use crate::schema::{EntityKind, FieldType, Value};
+
+/// Most bytes in a tag.
+pub(crate) const MAX_TAG_BYTES: usize = 64;
+
+/// Checks a tag name: 1 to 64 bytes, no control characters, no leading or trailing space.
+pub(crate) fn check_tag(tag: &str) -> Result<(), String> {
+    if tag.is_empty() || tag.len() > MAX_TAG_BYTES {
+        return Err(format!("tag {tag:?} must be 1 to {MAX_TAG_BYTES} bytes"));
+    }
+    if tag.chars().any(char::is_control) || tag.trim() != tag {
+        return Err(format!("tag {tag:?} has control characters or surrounding spaces"));
+    }
+    Ok(())
+}
+
+/// The index terms of one record version.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Terms {
+    /// `(field, value)` pairs of categorical indexes.
+    pub(crate) cats: Vec<(Cow<'static, str>, String)>,
+    /// `(field, value)` pairs of numeric indexes.
+    pub(crate) nums: Vec<(Cow<'static, str>, i64)>,
+}
+
+impl Terms {
+    pub(crate) fn cat(&mut self, field: &'static str, value: &str) {
+        self.cats.push((Cow::Borrowed(field), value.to_owned()));
+    }
+
+    pub(crate) fn cat_opt(&mut self, field: &'static str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.cat(field, value);
+        }
+    }
+
+    pub(crate) fn cat_id(&mut self, field: &'static str, id: Option<u32>) {
+        if let Some(id) = id {
+            self.cats.push((Cow::Borrowed(field), id.to_string()));
+        }
+    }
+
+    pub(crate) fn num(&mut self, field: &'static str, value: i64) {
+        self.nums.push((Cow::Borrowed(field), value));
+    }
+
+    pub(crate) fn num_opt(&mut self, field: &'static str, value: Option<i64>) {
+        if let Some(value) = value {
+            self.num(field, value);
+        }
+    }
+
+    /// Terms of custom fields. Text is indexed for `exists` only (an empty value).
+    pub(crate) fn custom(&mut self, values: &std::collections::BTreeMap<String, Value>) {
+        for (name, value) in values {
+            let field = || Cow::Owned(format!("custom.{name}"));
+            match value {
+                Value::Text(_) => self.cats.push((field(), String::new())),
+                Value::Integer(v) => self.nums.push((field(), *v)),
+                Value::Money(m) => self.nums.push((field(), m.0)),
+                Value::Date(t) => self.nums.push((field(), t.day())),
+                Value::Bool(b) => self.cats.push((field(), b.to_string())),
+                Value::Select(s) => self.cats.push((field(), s.clone())),
+                Value::MultiSelect(set) => {
+                    for s in set {
+                        self.cats.push((field(), s.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sorts and dedups so that two versions can be diffed in one pass.
+    pub(crate) fn normalise(&mut self) {
+        self.cats.sort();
+        self.cats.dedup();
+        self.nums.sort();
+        self.nums.dedup_by(|a, b| a.0 == b.0);
+    }
+}
+
+/// Whether a custom field type is indexed as categorical bitmaps (else numeric).
+pub(crate) fn custom_is_categorical(field_type: &FieldType) -> bool {
+    matches!(
+        field_type,
+        FieldType::Text | FieldType::Bool | FieldType::SingleSelect(_) | FieldType::MultiSelect(_)
+    )
+}
+
+/// Key of a categorical bitmap: `"{kind}/{field}={value}"`.
+pub(crate) fn cat_key(kind: EntityKind, field: &str, value: &str) -> String {
+    let mut key = String::with_capacity(kind.as_str().len() + field.len() + value.len() + 2);
+    push_cat_key(&mut key, kind, field, value);
+    key
+}
+
+fn push_cat_key(key: &mut String, kind: EntityKind, field: &str, value: &str) {
+    let _ = write!(key, "{kind}/{field}={value}");
+}
+
+/// The prefix shared by all value keys of a categorical field: `"{kind}/{field}="`.
+pub(crate) fn cat_prefix(kind: EntityKind, field: &str) -> String {
+    format!("{kind}/{field}=")
+}
+
+/// The categorical field holding a record's state: `live` or `deleted` (recycle bin).
+pub(crate) const STATE_FIELD: &str = "_state";
+
+/// Key of the live-records bitmap of a kind.
+pub(crate) fn live_key(kind: EntityKind) -> String {
+    cat_key(kind, STATE_FIELD, "live")
+}
+
+/// Key of the recycle-bin bitmap of a kind.
+pub(crate) fn deleted_key(kind: EntityKind) -> String {
+    cat_key(kind, STATE_FIELD, "deleted")
+}
+
+/// Base of a numeric index's keys: `"{kind}/{field}#"`; also its generation key.
+pub(crate) fn bsi_base(kind: EntityKind, field: &str) -> String {
+    format!("{kind}/{field}#")
+}
+
+/// Pending additions and removals of one bitmap. Invariant: `add` and `remove` are
+/// disjoint; the last call for a row wins.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct BitDelta {
+    pub(crate) add: RoaringBitmap,
+    pub(crate) remove: RoaringBitmap,
+}
+
+impl BitDelta {
+    pub(crate) fn set(&mut self, row: u32, present: bool) {
+        if present {
+            self.remove.remove(row);
+            self.add.insert(row);
+        } else {
+            self.add.remove(row);
+            self.remove.insert(row);
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.remove.is_empty()
+    }
+
+    /// Applies the delta to a bitmap.
+    pub(crate) fn apply(&self, bitmap: &mut RoaringBitmap) {
+        *bitmap -= &self.remove;
+        *bitmap |= &self.add;
+    }
+}
+
+/// Pending changes of one numeric index.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct BsiDelta {
+    pub(crate) exists: BitDelta,
+    pub(crate) slices: Vec<BitDelta>,
+}
+
+impl BsiDelta {
+    fn slice(&mut self, bit: usize) -> &mut BitDelta {
+        if self.slices.len() <= bit {
+            self.slices.resize_with(bit + 1, BitDelta::default);
+        }
+        &mut self.slices[bit]
+    }
+
+    /// Records that `row` now holds `new` (or nothing) where it held `old`.
+    pub(crate) fn change(&mut self, row: u32, old: Option<i64>, new: Option<i64>) {
+        if old == new {
+            return;
+        }
+        if old.is_some() != new.is_some() {
+            self.exists.set(row, new.is_some());
+        }
+        let old_bits = old.map_or(0, |v| v as u64);
+        let new_bits = new.map_or(0, |v| v as u64);
+        let mut diff = old_bits ^ new_bits;
+        while diff != 0 {
+            let bit = diff.trailing_zeros() as usize;
+            self.slice(bit).set(row, new_bits >> bit & 1 == 1);
+            diff &= diff - 1;
+        }
+    }
+
+    pub(crate) fn apply(&self, bsi: &mut Bsi) {
+        self.exists.apply(&mut bsi.exists);
+        if bsi.slices.len() < self.slices.len() {
+            bsi.slices.resize_with(self.slices.len(), RoaringBitmap::new);
+        }
+        for (slice, delta) in bsi.slices.iter_mut().zip(&self.slices) {
+            delta.apply(slice);
+        }
+        bsi.trim();
+    }
+}
+
+/// All pending index changes of a write transaction.
+#[derive(Debug, Default)]
+pub(crate) struct IndexDelta {
+    pub(crate) cats: HashMap<String, BitDelta>,
+    /// Keyed by [`bsi_base`].
+    pub(crate) nums: HashMap<String, BsiDelta>,
+    key_buf: String,
+}
+
+impl IndexDelta {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.cats.is_empty() && self.nums.is_empty()
+    }
+
+    /// Sets one categorical bit.
+    pub(crate) fn set_key(&mut self, key: &str, row: u32, present: bool) {
+        match self.cats.get_mut(key) {
+            Some(delta) => delta.set(row, present),
+            None => self.cats.entry(key.to_owned()).or_default().set(row, present),
+        }
+    }
+
+    fn set_cat(&mut self, kind: EntityKind, field: &str, value: &str, row: u32, present: bool) {
+        let mut key = std::mem::take(&mut self.key_buf);
+        key.clear();
+        push_cat_key(&mut key, kind, field, value);
+        self.set_key(&key, row, present);
+        self.key_buf = key;
+    }
+
+    fn set_num(&mut self, kind: EntityKind, field: &str, row: u32, old: Option<i64>, new: Option<i64>) {
+        let mut key = std::mem::take(&mut self.key_buf);
+        key.clear();
+        let _ = write!(key, "{kind}/{field}#");
+        match self.nums.get_mut(key.as_str()) {
+            Some(delta) => delta.change(row, old, new),
+            None => self.nums.entry(key.clone()).or_default().change(row, old, new),
+        }
+        self.key_buf = key;
+    }
+
+    /// Records the change of a row from `old` terms to `new` terms (both normalised).
+    pub(crate) fn diff(&mut self, kind: EntityKind, row: u32, old: Option<&Terms>, new: Option<&Terms>) {
+        let empty = Terms::default();
+        let old = old.unwrap_or(&empty);
+        let new = new.unwrap_or(&empty);
+        // Categorical: merge two sorted lists.
+        let (mut i, mut j) = (0, 0);
+        while i < old.cats.len() || j < new.cats.len() {
+            match (old.cats.get(i), new.cats.get(j)) {
+                (Some(a), Some(b)) if a == b => {
+                    i += 1;
+                    j += 1;
+                }
+                (Some(a), Some(b)) if a < b => {
+                    self.set_cat(kind, &a.0, &a.1, row, false);
+                    i += 1;
+                }
+                (Some(a), None) => {
+                    self.set_cat(kind, &a.0, &a.1, row, false);
+                    i += 1;
+                }
+                (_, Some(b)) => {
+                    self.set_cat(kind, &b.0, &b.1, row, true);
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        // Numeric: merge by field name.
+        let (mut i, mut j) = (0, 0);
+        while i < old.nums.len() || j < new.nums.len() {
+            match (old.nums.get(i), new.nums.get(j)) {
+                (Some(a), Some(b)) if a.0 == b.0 => {
+                    self.set_num(kind, &a.0, row, Some(a.1), Some(b.1));
+                    i += 1;
+                    j += 1;
+                }
+                (Some(a), Some(b)) if a.0 < b.0 => {
+                    self.set_num(kind, &a.0, row, Some(a.1), None);
+                    i += 1;
+                }
+                (Some(a), None) => {
+                    self.set_num(kind, &a.0, row, Some(a.1), None);
+                    i += 1;
+                }
+                (_, Some(b)) => {
+                    self.set_num(kind, &b.0, row, None, Some(b.1));
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bsi_delta_tracks_bits() {
+        let mut delta = BsiDelta::default();
+        delta.change(7, None, Some(5));
+        let mut bsi = Bsi::default();
+        delta.apply(&mut bsi);
+        assert_eq!(bsi.value(7), Some(5));
+        let mut delta = BsiDelta::default();
+        delta.change(7, Some(5), Some(-3));
+        delta.apply(&mut bsi);
+        assert_eq!(bsi.value(7), Some(-3));
+        let mut delta = BsiDelta::default();
+        delta.change(7, Some(-3), None);
+        delta.apply(&mut bsi);
+        assert_eq!(bsi.value(7), None);
+        assert!(bsi.slices.is_empty());
+    }
+
+    #[test]
+    fn diff_adds_and_removes() {
+        let mut old = Terms::default();
+        old.cat("tag", "a");
+        old.cat("tag", "b");
+        old.num("ltv", 3);
+        old.normalise();
+        let mut new = Terms::default();
+        new.cat("tag", "b");
+        new.cat("tag", "c");
+        new.num("ltv", 3);
+        new.normalise();
+        let mut delta = IndexDelta::default();
+        delta.diff(EntityKind::Contact, 1, Some(&old), Some(&new));
+        assert!(delta.cats["contact/tag=a"].remove.contains(1));
+        assert!(delta.cats["contact/tag=c"].add.contains(1));
+        assert!(!delta.cats.contains_key("contact/tag=b"));
+        assert!(delta.nums.get("contact/ltv#").is_none_or(|d| d.slices.iter().all(BitDelta::is_empty)));
+    }
+}

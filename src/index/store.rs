@@ -1,0 +1,188 @@
+//! Reading bitmaps out of redb and merging a transaction's delta into it at commit.
+
+use redb::{ReadableTable, Table};
+use roaring::RoaringBitmap;
+
+use super::{BitDelta, Bsi, IndexDelta};
+use crate::codec;
+use crate::error::{Error, Result};
+
+type Key<'a> = (&'a str, u16);
+
+fn chunk_range(chunk: u16) -> std::ops::RangeInclusive<u32> {
+    let lo = u32::from(chunk) << 16;
+    lo..=lo | 0xFFFF
+}
+
+fn decode_chunk(key: &str, chunk: u16, bytes: &[u8]) -> Result<RoaringBitmap> {
+    let name = format!("{key}@{chunk}");
+    let bitmap = codec::decode_bitmap("bitmap chunk", &name, bytes)?;
+    let range = chunk_range(chunk);
+    let inside = bitmap.min().is_none_or(|m| range.contains(&m))
+        && bitmap.max().is_none_or(|m| range.contains(&m));
+    if !inside {
+        return Err(Error::Corrupt {
+            what: "bitmap chunk",
+            key: name,
+            reason: "row ids outside the chunk".into(),
+        });
+    }
+    Ok(bitmap)
+}
+
+/// Loads a whole bitmap (all chunks).
+pub(crate) fn load_bitmap<T>(table: &T, key: &str) -> Result<RoaringBitmap>
+where
+    T: ReadableTable<Key<'static>, &'static [u8]>,
+{
+    let mut bitmap = RoaringBitmap::new();
+    for entry in table.range((key, 0u16)..=(key, u16::MAX))? {
+        let (k, v) = entry?;
+        let chunk = k.value().1;
+        bitmap |= decode_chunk(key, chunk, v.value())?;
+    }
+    Ok(bitmap)
+}
+
+/// The first key after every key that starts with `prefix`, for prefix range scans.
+/// `None` when no such string exists (the prefix is all `char::MAX`).
+pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let mut next = last as u32 + 1;
+        if (0xD800..0xE000).contains(&next) {
+            next = 0xE000;
+        }
+        if let Some(c) = char::from_u32(next) {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// Loads a bit-sliced index stored under `base` (`"{kind}/{field}#"`).
+pub(crate) fn load_bsi<T>(table: &T, base: &str) -> Result<Bsi>
+where
+    T: ReadableTable<Key<'static>, &'static [u8]>,
+{
+    let mut bsi = Bsi::default();
+    let end = prefix_end(base).unwrap_or_default();
+    for entry in table.range((base, 0u16)..(end.as_str(), 0u16))? {
+        let (k, v) = entry?;
+        let (name, chunk) = k.value();
+        let chunk_bitmap = decode_chunk(name, chunk, v.value())?;
+        let suffix = &name[base.len()..];
+        if suffix == "e" {
+            bsi.exists |= chunk_bitmap;
+        } else {
+            let bit: usize = suffix.parse().ok().filter(|b| *b < 64).ok_or_else(|| Error::Corrupt {
+                what: "numeric index",
+                key: name.to_owned(),
+                reason: "bad slice name".into(),
+            })?;
+            if bsi.slices.len() <= bit {
+                bsi.slices.resize_with(bit + 1, RoaringBitmap::new);
+            }
+            bsi.slices[bit] |= chunk_bitmap;
+        }
+    }
+    bsi.trim();
+    Ok(bsi)
+}
+
+/// The distinct chunks (row id >> 16) a bitmap touches.
+fn chunks_of(bitmap: &RoaringBitmap, out: &mut Vec<u16>) {
+    let mut next = bitmap.min();
+    while let Some(v) = next {
+        let chunk = (v >> 16) as u16;
+        out.push(chunk);
+        let end = *chunk_range(chunk).end();
+        if end == u32::MAX {
+            break;
+        }
+        let rank = bitmap.rank(end);
+        next = u32::try_from(rank).ok().and_then(|r| bitmap.select(r));
+    }
+}
+
+/// Applies one bitmap's delta, chunk by chunk.
+fn merge_bitmap(table: &mut Table<Key<'static>, &'static [u8]>, key: &str, delta: &BitDelta) -> Result<()> {
+    let mut chunks = Vec::new();
+    chunks_of(&delta.add, &mut chunks);
+    chunks_of(&delta.remove, &mut chunks);
+    chunks.sort_unstable();
+    chunks.dedup();
+    for chunk in chunks {
+        let mut window = RoaringBitmap::new();
+        window.insert_range(chunk_range(chunk));
+        let add = &delta.add & &window;
+        let remove = &delta.remove & &window;
+        let existing = match table.get((key, chunk))? {
+            Some(bytes) => Some(decode_chunk(key, chunk, bytes.value())?),
+            None => None,
+        };
+        let merged = match existing {
+            None => add,
+            Some(mut bitmap) => {
+                bitmap -= &remove;
+                bitmap |= &add;
+                bitmap
+            }
+        };
+        if merged.is_empty() {
+            table.remove((key, chunk))?;
+        } else {
+            table.insert((key, chunk), codec::encode_bitmap(&merged).as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+/// Merges a transaction's whole index delta and stamps every touched object with
+/// `generation`. Called once per commit, by `txn.rs` only.
+pub(crate) fn merge(
+    bitmaps: &mut Table<Key<'static>, &'static [u8]>,
+    generations: &mut Table<&'static str, u64>,
+    delta: &IndexDelta,
+    generation: u64,
+) -> Result<()> {
+    let mut cat_keys: Vec<&String> = delta.cats.keys().collect();
+    cat_keys.sort_unstable();
+    for key in cat_keys {
+        merge_bitmap(bitmaps, key, &delta.cats[key])?;
+        generations.insert(key.as_str(), generation)?;
+    }
+    let mut bases: Vec<&String> = delta.nums.keys().collect();
+    bases.sort_unstable();
+    for base in bases {
+        let bsi = &delta.nums[base];
+        merge_bitmap(bitmaps, &format!("{base}e"), &bsi.exists)?;
+        for (bit, slice) in bsi.slices.iter().enumerate() {
+            if !slice.is_empty() {
+                merge_bitmap(bitmaps, &format!("{base}{bit}"), slice)?;
+            }
+        }
+        generations.insert(base.as_str(), generation)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_found() {
+        let bitmap: RoaringBitmap = [1, 2, 70_000, 200_000, u32::MAX].into_iter().collect();
+        let mut out = Vec::new();
+        chunks_of(&bitmap, &mut out);
+        assert_eq!(out, vec![0, 1, 3, u16::MAX]);
+    }
+
+    #[test]
+    fn prefix_end_orders_after_prefix() {
+        assert_eq!(prefix_end("contact/ltv#").as_deref(), Some("contact/ltv$"));
+        assert!("contact/ltv#63" < prefix_end("contact/ltv#").unwrap_or_default().as_str());
+    }
+}

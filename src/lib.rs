@@ -1,0 +1,166 @@
+//! # crmdb
+//!
+//! An embedded CRM database engine: contacts, accounts, deals, activities, orders,
+//! products, owners and tasks in typed tables on [redb], with tags and categorical
+//! attributes indexed as roaring bitmaps in the same ACID transaction as the rows,
+//! numeric and date fields as bit-sliced bitmaps, and customer lifecycles and deal
+//! pipelines enforced as state machines at write time.
+//!
+//! ```
+//! use crmdb::{Contact, Database, EntityKind, Query, Snapshot};
+//!
+//! let db = Database::in_memory()?;
+//! let id = db.write(|tx| {
+//!     let id = tx.insert(Contact {
+//!         name: "Li Lei".into(),
+//!         email: Some("li.lei@example.com".into()),
+//!         region: Some("shanghai".into()),
+//!         ..Default::default()
+//!     })?;
+//!     tx.add_tag(id, "vip")?;
+//!     tx.move_stage(id, "active")?;
+//!     Ok(id)
+//! })?;
+//! let vips = db.read(|r| r.count(EntityKind::Contact, &Query::parse("tag:vip AND region = \"shanghai\"")?))?;
+//! assert_eq!(vips, 1);
+//! db.read(|r| {
+//!     assert_eq!(r.get(id)?.stage.as_str(), "active");
+//!     Ok(())
+//! })?;
+//! # Ok::<(), crmdb::Error>(())
+//! ```
+//!
+//! ## What it is not
+//! - Not a SQL database: segments are boolean expressions over indexed fields.
+//! - Not a server: the `server` example is one way to put HTTP in front of it.
+//! - Not multi-process: one process opens a database file at a time.
+//!
+//! ## Transactions
+//! [`Database::write`] runs a closure in a write transaction and commits if it returns
+//! `Ok`; an `Err` rolls back everything of it. A refused operation inside (an illegal
+//! stage move, a duplicate email) returns its error and applies nothing of itself; the
+//! closure may handle it and go on. [`Database::read`] sees one consistent snapshot and
+//! never blocks the writer. Reads live on the [`Snapshot`] trait, implemented by both
+//! transaction types; a write transaction's reads see its own writes.
+//!
+//! ## Query language
+//! ```text
+//! tag:vip AND region = "shanghai" AND NOT stage:churned
+//!   AND lifetime_value >= 1000 AND last_activity within 90d
+//! (tag:vip OR tag:gold) AND owner = 12 AND created between 2026-01-01 and 2026-06-30
+//! segment:high_value AND NOT tag:unsubscribed AND custom.industry in ("saas", "retail")
+//! ```
+//! - `NOT` binds tighter than `AND`, `AND` tighter than `OR`; parentheses group;
+//!   keywords are case-insensitive; `*` is every live record.
+//! - `field:value` means `field = value` (`tag:vip`, `stage:active`, `role:advocate`,
+//!   `region:shanghai`); `segment:name` is a saved segment.
+//! - Comparisons `= != < <= > >=`, `field in (a, b)`, `field between a and b`
+//!   (inclusive), `field within 90d` (or `12w`: a date no earlier than that many days
+//!   before today, by the database clock), `field exists`.
+//! - Literals: `"strings"` (with `\"` and `\\` escapes), integers, decimals with at
+//!   most two places, dates `YYYY-MM-DD`, `true`/`false`. On money fields an integer is
+//!   whole major units (`1000` is 1000.00) and a decimal is exact (`99.5`).
+//!   Dates compare by day (UTC).
+//! - **Two-valued semantics**: a condition on a record that has no value for the field
+//!   is false, whatever the operator, so `region != "x"` does not match records without
+//!   a region. `NOT q` is the complement of `q` within the live records of the entity
+//!   kind, so `NOT region = "x"` does match them. Soft-deleted records never match.
+//! - Errors name the byte offset and what was expected; unknown fields, tags, stages
+//!   and segments are named. Queries are at most [`MAX_QUERY_BYTES`] long and nested at
+//!   most [`MAX_QUERY_DEPTH`] deep.
+//!
+//! Fields per kind — contact: `region gender source owner account stage role tag
+//! unsubscribed lifetime_value order_count total_spent activity_count last_order
+//! last_activity created birth_year`; account: `industry region tier owner tag size
+//! created`; deal: `pipeline stage owner account contact participant product tag amount
+//! close_date created`; activity: `kind direction owner contact account deal at created`;
+//! order: `status contact account product at total created`; product: `category
+//! list_price created`; owner: `team region capacity created`; task: `status assignee
+//! contact account deal due created`; and `custom.<name>` for custom fields.
+
+#![deny(missing_docs, unsafe_code)]
+// The sealed traits `Record` and `Snapshot` name crate-private types in their hidden
+// supertraits; those traits cannot be named or implemented outside the crate.
+#![allow(private_interfaces)]
+#![warn(clippy::unwrap_used)]
+
+mod codec;
+mod db;
+mod error;
+mod index;
+mod lifecycle;
+mod query;
+mod schema;
+mod storage;
+mod txn;
+
+pub mod demo;
+mod bulk;
+
+pub use roaring::RoaringBitmap;
+
+pub use crate::bulk::{BulkLoad, BulkReport};
+pub use crate::db::{Builder, Clock, Database, DatabaseStats, KindStats, ManualClock, SystemClock};
+pub use crate::error::{Error, QueryError, QueryErrorKind, Result};
+pub use crate::lifecycle::{
+    AutoMove, Backward, ChangeKind, DEFAULT_PIPELINE, Forward, Guard, Machine, Machines, Rule,
+    Stage, StageChange, StageDef, SweepRule, Trigger,
+};
+pub use crate::query::{
+    CmpOp, FieldRef, Group, GroupBy, Literal, MAX_IN_VALUES, MAX_QUERY_BYTES, MAX_QUERY_DEPTH,
+    Page, Predicate, Query, SavedSegment, SortBy,
+};
+pub use crate::schema::{
+    Account, AccountId, Activity, ActivityId, ActivityKind, Contact, ContactId, ContactRole,
+    ContactStats, CustomSchema, Deal, DealId, Direction, EntityKind, FieldDef, FieldType,
+    LineItem, Money, Order, OrderId, OrderStatus, Owner, OwnerId, Product, ProductId, Record,
+    RecordId, SECONDS_PER_DAY, Subject, Task, TaskId, TaskStatus, Timestamp, Value,
+};
+pub use crate::txn::{ReadTransaction, SYSTEM_ACTOR, Snapshot, StagedId, Upserted, WriteTransaction};
+
+/// Raw decoders for tools that read crmdb's stored bytes (the fuzz targets).
+#[doc(hidden)]
+pub mod raw {
+    use crate::error::Result;
+    use crate::schema::Record;
+
+    /// Decodes one stored record.
+    ///
+    /// # Errors
+    /// [`crate::Error::Corrupt`] or [`crate::Error::UnsupportedFormat`].
+    pub fn decode_record<R: Record>(bytes: &[u8]) -> Result<R> {
+        crate::codec::decode(R::KIND.as_str(), &"raw", bytes)
+    }
+
+    /// Encodes one record as it is stored.
+    pub fn encode_record<R: Record>(record: &R) -> Vec<u8> {
+        crate::codec::encode(record)
+    }
+
+    /// Decodes one stored bitmap chunk.
+    ///
+    /// # Errors
+    /// [`crate::Error::Corrupt`] or [`crate::Error::UnsupportedFormat`].
+    pub fn decode_bitmap(bytes: &[u8]) -> Result<roaring::RoaringBitmap> {
+        crate::codec::decode_bitmap("bitmap", &"raw", bytes)
+    }
+
+    /// Encodes one bitmap as it is stored.
+    pub fn encode_bitmap(bitmap: &roaring::RoaringBitmap) -> Vec<u8> {
+        crate::codec::encode_bitmap(bitmap)
+    }
+}
+
+#[cfg(test)]
+mod promises {
+    fn is_send_sync<T: Send + Sync>() {}
+    fn is_send<T: Send>() {}
+
+    #[test]
+    fn thread_safety() {
+        is_send_sync::<crate::Database>();
+        is_send_sync::<crate::Error>();
+        is_send::<crate::ReadTransaction>();
+        is_send::<crate::WriteTransaction>();
+    }
+}

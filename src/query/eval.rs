@@ -1,0 +1,292 @@
+//! Binding a [`Query`] to one snapshot, planning, and evaluating it over bitmaps.
+//!
+//! Semantics are two-valued: a condition on a record without a value for the field is
+//! false, whatever the operator (so `x != 1` does not match records without `x`); `NOT q`
+//! is the complement of `q` within the live records of the kind. Results only ever
+//! contain live records.
+
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+
+use super::fields::{self, FieldKind};
+use super::{CmpOp, Literal, MAX_QUERY_DEPTH, Predicate, Query, SavedSegment};
+use crate::error::{Error, QueryError, QueryErrorKind, Result};
+use crate::index::bsi::Cmp;
+use crate::index::{self, Bsi};
+use crate::schema::EntityKind;
+use crate::txn::Snapshot;
+
+/// A bound, executable plan.
+pub(crate) enum Plan {
+    All,
+    Bitmap(Arc<RoaringBitmap>),
+    Num { bsi: Arc<Bsi>, cmp: Cmp, value: i64 },
+    Range { bsi: Arc<Bsi>, low: i64, high: i64 },
+    Exists(Arc<Bsi>),
+    And(Vec<Plan>),
+    Or(Vec<Plan>),
+    Not(Box<Plan>),
+}
+
+struct Binder<'s, S: ?Sized> {
+    snap: &'s S,
+    kind: EntityKind,
+    config: Arc<crate::txn::Config>,
+    /// Segments being bound, to refuse cycles.
+    stack: Vec<String>,
+    today: i64,
+}
+
+fn qerr(offset: usize, kind: QueryErrorKind) -> Error {
+    Error::Query(QueryError { offset, kind })
+}
+
+fn mismatch(offset: usize, field: &str, reason: impl Into<String>) -> Error {
+    qerr(offset, QueryErrorKind::TypeMismatch { field: field.into(), reason: reason.into() })
+}
+
+impl<S: Snapshot + ?Sized> Binder<'_, S> {
+    fn bind(&mut self, query: &Query, depth: usize) -> Result<Plan> {
+        if depth > MAX_QUERY_DEPTH {
+            return Err(qerr(0, QueryErrorKind::TooDeep { limit: MAX_QUERY_DEPTH }));
+        }
+        Ok(match query {
+            Query::All => Plan::All,
+            Query::And(items) => Plan::And(items.iter().map(|q| self.bind(q, depth + 1)).collect::<Result<_>>()?),
+            Query::Or(items) => Plan::Or(items.iter().map(|q| self.bind(q, depth + 1)).collect::<Result<_>>()?),
+            Query::Not(inner) => Plan::Not(Box::new(self.bind(inner, depth + 1)?)),
+            Query::Segment { name, offset } => self.bind_segment(name, *offset, depth)?,
+            Query::Field { field, predicate, offset } => self.bind_field(field, predicate, *offset)?,
+        })
+    }
+
+    fn bind_segment(&mut self, name: &str, offset: usize, depth: usize) -> Result<Plan> {
+        if self.stack.iter().any(|s| s == name) {
+            return Err(Error::SegmentCycle(name.to_owned()));
+        }
+        let segment = match self.snap.segment(name) {
+            Ok(segment) => segment,
+            Err(Error::UnknownSegment(_)) => {
+                return Err(qerr(offset, QueryErrorKind::UnknownSegment(name.to_owned())));
+            }
+            Err(e) => return Err(e),
+        };
+        if segment.kind() != self.kind {
+            return Err(mismatch(offset, "segment", format!("segment {name:?} selects {} records, not {}", segment.kind(), self.kind)));
+        }
+        match segment {
+            SavedSegment::Static { rows, .. } => Ok(Plan::Bitmap(Arc::new(rows.into_iter().collect()))),
+            SavedSegment::Dynamic { query, .. } => {
+                self.stack.push(name.to_owned());
+                let plan = self.bind(&query, depth + 1);
+                self.stack.pop();
+                plan
+            }
+        }
+    }
+
+    fn cat(&self, field: &str, value: &str) -> Result<Arc<RoaringBitmap>> {
+        self.snap.bitmap(&index::cat_key(self.kind, field, value))
+    }
+
+    fn cat_values(&self, field: &str, kind: FieldKind, values: &[&Literal], offset: usize) -> Result<Plan> {
+        let mut strings = Vec::with_capacity(values.len());
+        for value in values {
+            strings.push(self.cat_string(field, kind, value, offset)?);
+        }
+        if strings.len() == 1 {
+            return Ok(Plan::Bitmap(self.cat(field, &strings[0])?));
+        }
+        let mut union = RoaringBitmap::new();
+        for s in &strings {
+            union |= &*self.cat(field, s)?;
+        }
+        Ok(Plan::Bitmap(Arc::new(union)))
+    }
+
+    fn cat_string(&self, field: &str, kind: FieldKind, value: &Literal, offset: usize) -> Result<String> {
+        match (kind, value) {
+            (FieldKind::Id, Literal::Int(i)) if *i >= 0 && *i <= i64::from(u32::MAX) => Ok(i.to_string()),
+            (FieldKind::Id, _) => Err(mismatch(offset, field, "expected a record id (a non-negative integer)")),
+            (FieldKind::Bool, Literal::Bool(b)) => Ok(b.to_string()),
+            (FieldKind::Bool, _) => Err(mismatch(offset, field, "expected true or false")),
+            (FieldKind::Stage, Literal::Str(stage)) => {
+                let machines = &self.config.machines;
+                let known = match self.kind {
+                    EntityKind::Contact => machines.contact.position(&stage.as_str().into()).is_some(),
+                    _ => machines.pipelines.values().any(|m| m.position(&stage.as_str().into()).is_some()),
+                };
+                if !known {
+                    return Err(qerr(offset, QueryErrorKind::UnknownStage(stage.clone())));
+                }
+                Ok(stage.clone())
+            }
+            (FieldKind::Cat { .. }, Literal::Str(s)) => {
+                if field == "tag" {
+                    let key = index::cat_key(self.kind, field, s);
+                    let known = self.snap.keys_with_prefix(&key)?.iter().any(|k| *k == key);
+                    if !known {
+                        return Err(qerr(offset, QueryErrorKind::UnknownTag(s.clone())));
+                    }
+                }
+                Ok(s.clone())
+            }
+            (FieldKind::Cat { .. }, Literal::Int(i)) => Ok(i.to_string()),
+            (FieldKind::Cat { .. } | FieldKind::Stage, _) => Err(mismatch(offset, field, "expected a string")),
+            (FieldKind::Text, _) => Err(mismatch(offset, field, "text fields support only EXISTS")),
+            _ => Err(mismatch(offset, field, "not a categorical field")),
+        }
+    }
+
+    fn number(&self, field: &str, kind: FieldKind, value: &Literal, offset: usize) -> Result<i64> {
+        match (kind, value) {
+            (FieldKind::Int, Literal::Int(i)) => Ok(*i),
+            (FieldKind::Money, Literal::Int(major)) => major
+                .checked_mul(100)
+                .ok_or_else(|| mismatch(offset, field, "amount out of range")),
+            (FieldKind::Money, Literal::Decimal(minor)) => Ok(*minor),
+            (FieldKind::Money, Literal::Money(m)) => Ok(m.0),
+            (FieldKind::Date, Literal::Date(day)) => Ok(*day),
+            (FieldKind::Int, _) => Err(mismatch(offset, field, "expected an integer")),
+            (FieldKind::Money, _) => Err(mismatch(offset, field, "expected an amount such as 1000 or 99.50")),
+            (FieldKind::Date, _) => Err(mismatch(offset, field, "expected a date such as 2026-01-31")),
+            _ => Err(mismatch(offset, field, "not a numeric field")),
+        }
+    }
+
+    fn bind_field(&mut self, name: &str, predicate: &Predicate, offset: usize) -> Result<Plan> {
+        let schema = self.config.schema(self.kind);
+        let Some((field, kind)) = fields::resolve(self.kind, &schema, name) else {
+            return Err(qerr(offset, QueryErrorKind::UnknownField(name.to_owned())));
+        };
+        if kind.is_numeric() {
+            let bsi = self.snap.bsi(&index::bsi_base(self.kind, &field))?;
+            let num = |lit: &Literal| self.number(name, kind, lit, offset);
+            return Ok(match predicate {
+                Predicate::Cmp(op, lit) => {
+                    let cmp = match op {
+                        CmpOp::Eq => Cmp::Eq,
+                        CmpOp::Ne => Cmp::Ne,
+                        CmpOp::Lt => Cmp::Lt,
+                        CmpOp::Le => Cmp::Le,
+                        CmpOp::Gt => Cmp::Gt,
+                        CmpOp::Ge => Cmp::Ge,
+                    };
+                    Plan::Num { bsi, cmp, value: num(lit)? }
+                }
+                Predicate::In(values) => {
+                    let mut items = Vec::with_capacity(values.len());
+                    for lit in values {
+                        items.push(Plan::Num { bsi: Arc::clone(&bsi), cmp: Cmp::Eq, value: num(lit)? });
+                    }
+                    Plan::Or(items)
+                }
+                Predicate::Between(low, high) => Plan::Range { bsi, low: num(low)?, high: num(high)? },
+                Predicate::Within { days } => {
+                    if kind != FieldKind::Date {
+                        return Err(mismatch(offset, name, "WITHIN applies to date fields"));
+                    }
+                    Plan::Num { bsi, cmp: Cmp::Ge, value: self.today - i64::from(*days) }
+                }
+                Predicate::Exists => Plan::Exists(bsi),
+            });
+        }
+        match predicate {
+            Predicate::Cmp(CmpOp::Eq, lit) => self.cat_values(&field, kind, &[lit], offset),
+            Predicate::Cmp(CmpOp::Ne, lit) => {
+                // Has a value, and not this one.
+                let value = self.cat_values(&field, kind, &[lit], offset)?;
+                let has = self.exists(&field, kind)?;
+                Ok(Plan::And(vec![has, Plan::Not(Box::new(value))]))
+            }
+            Predicate::Cmp(..) | Predicate::Between(..) => {
+                Err(mismatch(offset, name, "ordering comparisons apply to numeric and date fields"))
+            }
+            Predicate::In(values) => {
+                let refs: Vec<&Literal> = values.iter().collect();
+                self.cat_values(&field, kind, &refs, offset)
+            }
+            Predicate::Within { .. } => Err(mismatch(offset, name, "WITHIN applies to date fields")),
+            Predicate::Exists => self.exists(&field, kind),
+        }
+    }
+
+    fn exists(&self, field: &str, _kind: FieldKind) -> Result<Plan> {
+        let mut union = RoaringBitmap::new();
+        for key in self.snap.keys_with_prefix(&index::cat_prefix(self.kind, field))? {
+            union |= &*self.snap.bitmap(&key)?;
+        }
+        Ok(Plan::Bitmap(Arc::new(union)))
+    }
+}
+
+/// Estimated result size, for ordering AND operands.
+fn estimate(plan: &Plan, live: u64) -> u64 {
+    match plan {
+        Plan::All => live,
+        Plan::Bitmap(b) => b.len(),
+        Plan::Num { bsi, cmp: Cmp::Eq, .. } => bsi.exists.len() / 16,
+        Plan::Num { bsi, .. } | Plan::Range { bsi, .. } => bsi.exists.len() / 2,
+        Plan::Exists(bsi) => bsi.exists.len(),
+        Plan::And(items) => items.iter().map(|p| estimate(p, live)).min().unwrap_or(live),
+        Plan::Or(items) => items.iter().map(|p| estimate(p, live)).sum::<u64>().min(live),
+        Plan::Not(inner) => live.saturating_sub(estimate(inner, live)),
+    }
+}
+
+/// Evaluates a plan; the result is a subset of `within` (or of `live`).
+fn run(plan: &Plan, within: Option<&RoaringBitmap>, live: &RoaringBitmap) -> RoaringBitmap {
+    let scope = within.unwrap_or(live);
+    match plan {
+        Plan::All => scope.clone(),
+        Plan::Bitmap(b) => scope & &**b,
+        Plan::Num { bsi, cmp, value } => bsi.compare(*cmp, *value, Some(scope)),
+        Plan::Range { bsi, low, high } => {
+            let ge = bsi.compare(Cmp::Ge, *low, Some(scope));
+            bsi.compare(Cmp::Le, *high, Some(&ge))
+        }
+        Plan::Exists(bsi) => scope & &bsi.exists,
+        Plan::And(items) => {
+            let live_len = live.len();
+            let mut order: Vec<&Plan> = items.iter().collect();
+            order.sort_by_key(|p| estimate(p, live_len));
+            let mut running: Option<RoaringBitmap> = None;
+            for item in order {
+                let next = run(item, Some(running.as_ref().unwrap_or(scope)), live);
+                let empty = next.is_empty();
+                running = Some(next);
+                if empty {
+                    break;
+                }
+            }
+            running.unwrap_or_else(|| scope.clone())
+        }
+        Plan::Or(items) => {
+            let mut union = RoaringBitmap::new();
+            for item in items {
+                union |= run(item, Some(scope), live);
+            }
+            union
+        }
+        Plan::Not(inner) => scope - run(inner, Some(scope), live),
+    }
+}
+
+fn binder<'s, S: Snapshot + ?Sized>(snap: &'s S, kind: EntityKind) -> Result<Binder<'s, S>> {
+    Ok(Binder { snap, kind, config: snap.config()?, stack: Vec::new(), today: snap.clock_now().day() })
+}
+
+/// Evaluates a query over the live records of a kind.
+pub(crate) fn evaluate<S: Snapshot + ?Sized>(snap: &S, kind: EntityKind, query: &Query) -> Result<RoaringBitmap> {
+    let plan = binder(snap, kind)?.bind(query, 0)?;
+    let live = snap.bitmap(&index::live_key(kind))?;
+    Ok(run(&plan, None, &live))
+}
+
+/// Checks that a dynamic segment binds, and does not refer to itself.
+pub(crate) fn check_segment<S: Snapshot + ?Sized>(snap: &S, name: &str, kind: EntityKind, query: &Query) -> Result<()> {
+    let mut binder = binder(snap, kind)?;
+    binder.stack.push(name.to_owned());
+    binder.bind(query, 0).map(|_| ())
+}

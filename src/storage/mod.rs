@@ -1,0 +1,61 @@
+//! Storage plumbing: the redb table definitions and key layouts. See `docs/design.md`.
+//!
+//! **Invariant**: every byte value in these tables is written by `codec`, and only
+//! `txn.rs` opens them for writing.
+
+use redb::TableDefinition;
+
+use crate::schema::EntityKind;
+
+/// Rows of one entity kind: dense row id → versioned record bytes.
+pub(crate) type RowsTable = TableDefinition<'static, u32, &'static [u8]>;
+
+const ROWS: [RowsTable; 8] = [
+    TableDefinition::new("rows.contact"),
+    TableDefinition::new("rows.account"),
+    TableDefinition::new("rows.deal"),
+    TableDefinition::new("rows.activity"),
+    TableDefinition::new("rows.order"),
+    TableDefinition::new("rows.product"),
+    TableDefinition::new("rows.owner"),
+    TableDefinition::new("rows.task"),
+];
+
+/// The rows table of an entity kind.
+pub(crate) fn rows(kind: EntityKind) -> RowsTable {
+    ROWS[kind as usize]
+}
+
+/// Database-wide settings and counters: name → versioned bytes.
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Natural keys: (`"contact.email"` | `"product.sku"`, normalised value) → row id.
+pub(crate) const UNIQUE: TableDefinition<(&str, &str), u32> = TableDefinition::new("unique");
+
+/// Bitmap chunks: (bitmap key, row id >> 16) → versioned portable roaring bytes holding
+/// only row ids of that chunk. A missing chunk is empty.
+pub(crate) const BITMAPS: TableDefinition<(&str, u16), &[u8]> = TableDefinition::new("bitmaps");
+
+/// Index generations: cache key → generation of the commit that last changed it.
+/// A bitmap key that was ever written has an entry, even once empty.
+pub(crate) const BITMAP_GEN: TableDefinition<&str, u64> = TableDefinition::new("bitmap_gen");
+
+/// Stage history: (entity kind, row id, sequence) → versioned history entry.
+pub(crate) const HISTORY: TableDefinition<(u8, u32, u32), &[u8]> = TableDefinition::new("history");
+
+/// Saved segments: name → versioned segment definition.
+pub(crate) const SEGMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("segments");
+
+/// Meta keys.
+pub(crate) mod meta {
+    /// The database format version (one byte).
+    pub(crate) const FORMAT: &str = "format";
+    /// The commit generation counter (u64).
+    pub(crate) const GENERATION: &str = "generation";
+    /// Custom field schemas of every kind.
+    pub(crate) const SCHEMA: &str = "schema";
+    /// Lifecycle machines.
+    pub(crate) const MACHINES: &str = "machines";
+    /// Next row id of a kind: `next_row.<kind>`.
+    pub(crate) const NEXT_ROW: &str = "next_row.";
+}

@@ -1,0 +1,32 @@
+use crmdb::{Contact, Database, EntityKind, Query, Snapshot};
+
+#[test]
+fn smoke() -> crmdb::Result<()> {
+    let db = Database::in_memory()?;
+    let id = db.write(|tx| {
+        let id = tx.insert(Contact {
+            name: "Li Lei".into(),
+            email: Some("li.lei@example.com".into()),
+            region: Some("shanghai".into()),
+            ..Default::default()
+        })?;
+        tx.add_tag(id, "vip")?;
+        tx.move_stage(id, "active")?;
+        Ok(id)
+    })?;
+    let n = db.read(|r| r.count(EntityKind::Contact, &Query::parse("tag:vip AND region = \"shanghai\"")?))?;
+    assert_eq!(n, 1);
+    db.read(|r| {
+        assert_eq!(r.get(id)?.stage.as_str(), "active");
+        assert_eq!(r.history(id)?.len(), 2);
+        Ok(())
+    })?;
+    let g = crmdb::demo::Generator::new(2000);
+    let t = std::time::Instant::now();
+    let s = g.load(&db, |_| {})?;
+    eprintln!("{s:?} in {:?}", t.elapsed());
+    let q = Query::parse("tag:vip AND NOT stage:churned AND lifetime_value >= 1000 AND last_activity within 400d")?;
+    let n = db.read(|r| r.count(EntityKind::Contact, &q))?;
+    eprintln!("count {n}");
+    Ok(())
+}
