@@ -29,7 +29,10 @@ pub struct BulkReport {
 impl<'db> BulkLoad<'db> {
     /// A bulk load into `db`.
     pub fn new(db: &'db Database) -> BulkLoad<'db> {
-        BulkLoad { db, batch_size: 50_000 }
+        BulkLoad {
+            db,
+            batch_size: 50_000,
+        }
     }
 
     /// Records per write transaction.
@@ -55,7 +58,9 @@ impl<'db> BulkLoad<'db> {
             for record in records.by_ref().take(self.batch_size) {
                 match tx.insert(record) {
                     Ok(_) => report.inserted += 1,
-                    Err(e @ (Error::Storage(_) | Error::Poisoned | Error::Corrupt { .. })) => return Err(e),
+                    Err(e @ (Error::Storage(_) | Error::Poisoned | Error::Corrupt { .. })) => {
+                        return Err(e);
+                    }
                     Err(e) => report.rejected.push((position, e)),
                 }
                 position += 1;

@@ -53,11 +53,17 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 fn check_version(what: &'static str, key: &dyn Display, bytes: &[u8]) -> Result<()> {
     match bytes.first() {
-        None => Err(Error::Corrupt { what, key: key.to_string(), reason: "empty value".into() }),
+        None => Err(Error::Corrupt {
+            what,
+            key: key.to_string(),
+            reason: "empty value".into(),
+        }),
         Some(&FORMAT_VERSION) => Ok(()),
-        Some(&found) => {
-            Err(Error::UnsupportedFormat { what, found, supported: FORMAT_VERSION })
-        }
+        Some(&found) => Err(Error::UnsupportedFormat {
+            what,
+            found,
+            supported: FORMAT_VERSION,
+        }),
     }
 }
 
@@ -68,11 +74,18 @@ pub(crate) fn decode<T: DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<T> {
     check_version(what, key, bytes)?;
-    let corrupt = |reason: String| Error::Corrupt { what, key: key.to_string(), reason };
+    let corrupt = |reason: String| Error::Corrupt {
+        what,
+        key: key.to_string(),
+        reason,
+    };
     let (value, used) = bincode::serde::decode_from_slice(&bytes[1..], config())
         .map_err(|e| corrupt(e.to_string()))?;
     if used + 1 != bytes.len() {
-        return Err(corrupt(format!("{} trailing bytes", bytes.len() - used - 1)));
+        return Err(corrupt(format!(
+            "{} trailing bytes",
+            bytes.len() - used - 1
+        )));
     }
     Ok(value)
 }
@@ -93,12 +106,21 @@ const COOKIE_RUN: u16 = 12347;
 /// Decodes a bitmap written by [`encode_bitmap`], checking the header against the byte
 /// length first so that a corrupt header cannot claim more containers than the bytes
 /// could hold.
-pub(crate) fn decode_bitmap(what: &'static str, key: &dyn Display, bytes: &[u8]) -> Result<RoaringBitmap> {
+pub(crate) fn decode_bitmap(
+    what: &'static str,
+    key: &dyn Display,
+    bytes: &[u8],
+) -> Result<RoaringBitmap> {
     check_version(what, key, bytes)?;
-    let corrupt = |reason: &str| Error::Corrupt { what, key: key.to_string(), reason: reason.into() };
+    let corrupt = |reason: &str| Error::Corrupt {
+        what,
+        key: key.to_string(),
+        reason: reason.into(),
+    };
     let body = &bytes[1..];
     let word = |at: usize| -> Option<u32> {
-        body.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        body.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     };
     let first = word(0).ok_or_else(|| corrupt("truncated bitmap header"))?;
     let containers = if first == COOKIE_NO_RUN {
@@ -110,7 +132,9 @@ pub(crate) fn decode_bitmap(what: &'static str, key: &dyn Display, bytes: &[u8])
     };
     // Each container takes at least 4 header bytes and 2 data bytes.
     if containers > 65_536 || containers.saturating_mul(6) > body.len() {
-        return Err(corrupt("bitmap header claims more containers than its bytes hold"));
+        return Err(corrupt(
+            "bitmap header claims more containers than its bytes hold",
+        ));
     }
     RoaringBitmap::deserialize_from(body).map_err(|e| corrupt(&e.to_string()))
 }
@@ -130,7 +154,10 @@ mod tests {
         let mut newer = bytes.clone();
         newer[0] = 99;
         let err = decode::<(String, u32)>("test", &"k", &newer).expect_err("version");
-        assert!(matches!(err, Error::UnsupportedFormat { found: 99, .. }), "{err}");
+        assert!(
+            matches!(err, Error::UnsupportedFormat { found: 99, .. }),
+            "{err}"
+        );
         let mut trailing = bytes.clone();
         trailing.push(0);
         assert!(decode::<(String, u32)>("test", &"k", &trailing).is_err());
@@ -143,7 +170,10 @@ mod tests {
     fn bitmap_round_trip_and_errors() {
         let bitmap: RoaringBitmap = (0..5000).chain([70_000, 1 << 20]).collect();
         let bytes = encode_bitmap(&bitmap);
-        assert_eq!(decode_bitmap("b", &"k", &bytes).expect("round trip"), bitmap);
+        assert_eq!(
+            decode_bitmap("b", &"k", &bytes).expect("round trip"),
+            bitmap
+        );
         for cut in 0..bytes.len().min(64) {
             assert!(decode_bitmap("b", &"k", &bytes[..cut]).is_err());
         }

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use redb::{ReadableDatabase, ReadableTable};
 use redb::backends::InMemoryBackend;
+use redb::{ReadableDatabase, ReadableTable};
 
 use crate::codec;
 use crate::error::{Error, Result};
@@ -50,7 +50,8 @@ impl ManualClock {
     }
     /// Moves the time forward by whole days.
     pub fn advance_days(&self, days: i64) {
-        self.0.fetch_add(days * crate::schema::SECONDS_PER_DAY, Ordering::SeqCst);
+        self.0
+            .fetch_add(days * crate::schema::SECONDS_PER_DAY, Ordering::SeqCst);
     }
 }
 
@@ -238,7 +239,10 @@ impl Database {
             let format = table.get(meta::FORMAT)?.map(|v| v.value().to_vec());
             match format {
                 None => {
-                    table.insert(meta::FORMAT, codec::encode(&codec::FORMAT_VERSION).as_slice())?;
+                    table.insert(
+                        meta::FORMAT,
+                        codec::encode(&codec::FORMAT_VERSION).as_slice(),
+                    )?;
                     table.insert(meta::GENERATION, codec::encode(&0u64).as_slice())?;
                     let machines = machines.cloned().unwrap_or_default();
                     table.insert(meta::MACHINES, codec::encode(&machines).as_slice())?;
@@ -345,7 +349,11 @@ impl Database {
         for kind in EntityKind::ALL {
             let live = tx.live(kind)?.len();
             let deleted = tx.deleted(kind)?.len();
-            records.push(KindStats { kind, live, deleted });
+            records.push(KindStats {
+                kind,
+                live,
+                deleted,
+            });
         }
         let counters = self.inner.cache.counters();
         let redb_stats = {

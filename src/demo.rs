@@ -21,7 +21,16 @@ pub const OWNERS: usize = 50;
 /// Number of products.
 pub const PRODUCTS: usize = 200;
 /// Acquisition channels.
-pub const SOURCES: [&str; 8] = ["web", "wechat", "referral", "event", "ads", "store", "partner", "cold_call"];
+pub const SOURCES: [&str; 8] = [
+    "web",
+    "wechat",
+    "referral",
+    "event",
+    "ads",
+    "store",
+    "partner",
+    "cold_call",
+];
 const STAGES: [(&str, u32); 6] = [
     ("prospect", 30),
     ("responder", 15),
@@ -31,10 +40,38 @@ const STAGES: [(&str, u32); 6] = [
     ("churned", 8),
 ];
 const CITIES: [&str; REGIONS] = [
-    "shanghai", "beijing", "guangzhou", "shenzhen", "chengdu", "hangzhou", "wuhan", "xian",
-    "chongqing", "tianjin", "nanjing", "suzhou", "changsha", "zhengzhou", "dongguan", "qingdao",
-    "shenyang", "ningbo", "kunming", "dalian", "xiamen", "hefei", "foshan", "fuzhou", "harbin",
-    "jinan", "wenzhou", "changchun", "shijiazhuang", "changzhou", "quanzhou", "nanning",
+    "shanghai",
+    "beijing",
+    "guangzhou",
+    "shenzhen",
+    "chengdu",
+    "hangzhou",
+    "wuhan",
+    "xian",
+    "chongqing",
+    "tianjin",
+    "nanjing",
+    "suzhou",
+    "changsha",
+    "zhengzhou",
+    "dongguan",
+    "qingdao",
+    "shenyang",
+    "ningbo",
+    "kunming",
+    "dalian",
+    "xiamen",
+    "hefei",
+    "foshan",
+    "fuzhou",
+    "harbin",
+    "jinan",
+    "wenzhou",
+    "changchun",
+    "shijiazhuang",
+    "changzhou",
+    "quanzhou",
+    "nanning",
 ];
 
 /// A small fast deterministic generator (SplitMix64).
@@ -79,8 +116,19 @@ impl Rng {
 
 /// The name of tag `k` (0-based); tag 0 is the most frequent.
 pub fn tag_name(k: usize) -> String {
-    const NAMED: [&str; 8] = ["vip", "newsletter", "gold", "wechat_fan", "high_intent", "discount_seeker", "b2b", "event_2026"];
-    NAMED.get(k).map_or_else(|| format!("t{k:02}"), |s| (*s).to_owned())
+    const NAMED: [&str; 8] = [
+        "vip",
+        "newsletter",
+        "gold",
+        "wechat_fan",
+        "high_intent",
+        "discount_seeker",
+        "b2b",
+        "event_2026",
+    ];
+    NAMED
+        .get(k)
+        .map_or_else(|| format!("t{k:02}"), |s| (*s).to_owned())
 }
 
 /// Probability that a contact carries tag `k`: a Zipf-like decay.
@@ -109,7 +157,11 @@ pub struct Generator {
 
 impl Default for Generator {
     fn default() -> Self {
-        Generator { contacts: 10_000, seed: 42, now: Timestamp::from_ymd(2026, 11, 1).unwrap_or_default() }
+        Generator {
+            contacts: 10_000,
+            seed: 42,
+            now: Timestamp::from_ymd(2026, 11, 1).unwrap_or_default(),
+        }
     }
 }
 
@@ -144,7 +196,10 @@ pub struct DemoSummary {
 impl Generator {
     /// A generator for `contacts` contacts with the default seed.
     pub fn new(contacts: u32) -> Generator {
-        Generator { contacts, ..Generator::default() }
+        Generator {
+            contacts,
+            ..Generator::default()
+        }
     }
 
     /// Number of accounts: one per 50 contacts, at least one.
@@ -153,7 +208,11 @@ impl Generator {
     }
 
     fn rng(&self, stream: u64, index: u64) -> Rng {
-        let mut rng = Rng::new(self.seed ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ index.wrapping_mul(0x9E37_79B9));
+        let mut rng = Rng::new(
+            self.seed
+                ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93)
+                ^ index.wrapping_mul(0x9E37_79B9),
+        );
         rng.next_u64();
         rng
     }
@@ -185,7 +244,16 @@ impl Generator {
     /// Account `i`.
     pub fn account(&self, i: u32) -> Account {
         let mut rng = self.rng(2, u64::from(i));
-        const INDUSTRIES: [&str; 8] = ["saas", "retail", "manufacturing", "finance", "education", "healthcare", "logistics", "media"];
+        const INDUSTRIES: [&str; 8] = [
+            "saas",
+            "retail",
+            "manufacturing",
+            "finance",
+            "education",
+            "healthcare",
+            "logistics",
+            "media",
+        ];
         Account {
             name: format!("Company {i}"),
             industry: Some(INDUSTRIES[rng.zipf(INDUSTRIES.len(), 1.0)].to_owned()),
@@ -228,7 +296,8 @@ impl Generator {
         let created = self.now.plus_days(-created_days_ago);
         // Log-spread lifetime value, 0 to about 100 000.00.
         let ltv = ((rng.unit() * 16.0).exp2() * 150.0) as i64;
-        let account = (rng.below(3) == 0).then(|| AccountId::new(rng.below(u64::from(self.accounts())) as u32));
+        let account = (rng.below(3) == 0)
+            .then(|| AccountId::new(rng.below(u64::from(self.accounts())) as u32));
         let contact = Contact {
             name: format!("Contact {i}"),
             email: Some(format!("c{i}@mail.example")),
@@ -254,9 +323,17 @@ impl Generator {
                 let unit_price = Money(1_000 + rng.below(50_000) as i64);
                 Order {
                     at: created.plus_days(rng.below(created_days_ago as u64) as i64),
-                    status: if rng.below(20) == 0 { OrderStatus::Refunded } else { OrderStatus::Paid },
+                    status: if rng.below(20) == 0 {
+                        OrderStatus::Refunded
+                    } else {
+                        OrderStatus::Paid
+                    },
                     currency: "CNY".into(),
-                    line_items: vec![LineItem { product, quantity, unit_price }],
+                    line_items: vec![LineItem {
+                        product,
+                        quantity,
+                        unit_price,
+                    }],
                     total: Money(unit_price.0 * i64::from(quantity)),
                     ..Default::default()
                 }
@@ -275,7 +352,11 @@ impl Generator {
             .map(|_| {
                 let mut a = Activity::new(
                     KINDS[rng.zipf(KINDS.len(), 1.0)],
-                    if rng.below(3) == 0 { Direction::Inbound } else { Direction::Outbound },
+                    if rng.below(3) == 0 {
+                        Direction::Inbound
+                    } else {
+                        Direction::Outbound
+                    },
                     Subject::Contact(ContactId::new(0)),
                     created.plus_days(rng.below(created_days_ago as u64) as i64),
                 );
@@ -283,7 +364,11 @@ impl Generator {
                 a
             })
             .collect();
-        DemoContact { contact, orders, activities }
+        DemoContact {
+            contact,
+            orders,
+            activities,
+        }
     }
 
     /// Loads the whole data set into `db`: owners, products, accounts, then contacts with
@@ -299,7 +384,9 @@ impl Generator {
         let accounts = bulk.run((0..self.accounts()).map(|i| self.account(i)), |_| {})?;
         for report in [&owners, &products, &accounts] {
             if let Some((_, e)) = report.rejected.first() {
-                return Err(crate::Error::InvalidArgument(format!("demo data refused: {e}")));
+                return Err(crate::Error::InvalidArgument(format!(
+                    "demo data refused: {e}"
+                )));
             }
         }
         summary.owners = owners.inserted;

@@ -94,8 +94,8 @@ mod schema;
 mod storage;
 mod txn;
 
-pub mod demo;
 mod bulk;
+pub mod demo;
 
 pub use roaring::RoaringBitmap;
 
@@ -112,11 +112,13 @@ pub use crate::query::{
 };
 pub use crate::schema::{
     Account, AccountId, Activity, ActivityId, ActivityKind, Contact, ContactId, ContactRole,
-    ContactStats, CustomSchema, Deal, DealId, Direction, EntityKind, FieldDef, FieldType,
-    LineItem, Money, Order, OrderId, OrderStatus, Owner, OwnerId, Product, ProductId, Record,
-    RecordId, SECONDS_PER_DAY, Subject, Task, TaskId, TaskStatus, Timestamp, Value,
+    ContactStats, CustomSchema, Deal, DealId, Direction, EntityKind, FieldDef, FieldType, LineItem,
+    Money, Order, OrderId, OrderStatus, Owner, OwnerId, Product, ProductId, Record, RecordId,
+    SECONDS_PER_DAY, Subject, Task, TaskId, TaskStatus, Timestamp, Value,
 };
-pub use crate::txn::{ReadTransaction, SYSTEM_ACTOR, Snapshot, StagedId, Upserted, WriteTransaction};
+pub use crate::txn::{
+    ReadTransaction, SYSTEM_ACTOR, Snapshot, StagedId, Upserted, WriteTransaction,
+};
 
 /// Raw decoders for tools that read crmdb's stored bytes (the fuzz targets).
 #[doc(hidden)]

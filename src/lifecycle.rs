@@ -152,7 +152,11 @@ pub struct Machine {
 }
 
 fn stage_def(name: &str, probability: Option<u8>, terminal: bool) -> StageDef {
-    StageDef { name: Stage::new(name), probability, terminal }
+    StageDef {
+        name: Stage::new(name),
+        probability,
+        terminal,
+    }
 }
 
 impl Machine {
@@ -161,10 +165,17 @@ impl Machine {
     /// churned → active allowed (win-back); other backward moves only by regress.
     pub fn contact_default() -> Machine {
         Machine {
-            stages: ["prospect", "responder", "new_customer", "active", "dormant", "churned"]
-                .into_iter()
-                .map(|s| stage_def(s, None, false))
-                .collect(),
+            stages: [
+                "prospect",
+                "responder",
+                "new_customer",
+                "active",
+                "dormant",
+                "churned",
+            ]
+            .into_iter()
+            .map(|s| stage_def(s, None, false))
+            .collect(),
             forward: Forward::Skip,
             backward: Backward::RegressOnly,
             returns: vec![
@@ -225,7 +236,10 @@ impl Machine {
         }
         for (i, stage) in self.stages.iter().enumerate() {
             if crate::schema::check_stage_name(stage.name.as_str()).is_err() {
-                return bad(format!("stage name {:?} must be 1 to 64 bytes of [a-z0-9_]", stage.name.as_str()));
+                return bad(format!(
+                    "stage name {:?} must be 1 to 64 bytes of [a-z0-9_]",
+                    stage.name.as_str()
+                ));
             }
             if self.stages[..i].iter().any(|s| s.name == stage.name) {
                 return bad(format!("stage {} declared twice", stage.name));
@@ -278,13 +292,33 @@ impl Default for Machines {
                     from: vec![s("prospect"), s("responder")],
                     to: s("new_customer"),
                 },
-                AutoMove { trigger: Trigger::RepeatOrder, from: vec![s("new_customer")], to: s("active") },
-                AutoMove { trigger: Trigger::AnyOrder, from: vec![s("dormant"), s("churned")], to: s("active") },
-                AutoMove { trigger: Trigger::InboundActivity, from: vec![s("prospect")], to: s("responder") },
+                AutoMove {
+                    trigger: Trigger::RepeatOrder,
+                    from: vec![s("new_customer")],
+                    to: s("active"),
+                },
+                AutoMove {
+                    trigger: Trigger::AnyOrder,
+                    from: vec![s("dormant"), s("churned")],
+                    to: s("active"),
+                },
+                AutoMove {
+                    trigger: Trigger::InboundActivity,
+                    from: vec![s("prospect")],
+                    to: s("responder"),
+                },
             ],
             sweep: vec![
-                SweepRule { from: vec![s("active")], to: s("dormant"), after_days: 90 },
-                SweepRule { from: vec![s("active"), s("dormant")], to: s("churned"), after_days: 180 },
+                SweepRule {
+                    from: vec![s("active")],
+                    to: s("dormant"),
+                    after_days: 90,
+                },
+                SweepRule {
+                    from: vec![s("active"), s("dormant")],
+                    to: s("churned"),
+                    after_days: 180,
+                },
             ],
         }
     }
@@ -295,11 +329,14 @@ impl Machines {
     pub fn validate(&self) -> Result<()> {
         self.contact.validate()?;
         if !self.pipelines.contains_key(DEFAULT_PIPELINE) {
-            return Err(Error::InvalidMachine { reason: "the default pipeline is missing".into() });
+            return Err(Error::InvalidMachine {
+                reason: "the default pipeline is missing".into(),
+            });
         }
         for (name, machine) in &self.pipelines {
-            crate::schema::check_stage_name(name)
-                .map_err(|_| Error::InvalidMachine { reason: format!("bad pipeline name {name:?}") })?;
+            crate::schema::check_stage_name(name).map_err(|_| Error::InvalidMachine {
+                reason: format!("bad pipeline name {name:?}"),
+            })?;
             machine.validate()?;
         }
         let known = |s: &Stage| self.contact.position(s).is_some();
@@ -384,7 +421,9 @@ impl fmt::Display for Rule {
             Rule::ReopenNotApplicable => {
                 f.write_str("reopen moves a record from a terminal stage to an open stage")
             }
-            Rule::RegressNotBackward => f.write_str("regress moves a record backward between open stages"),
+            Rule::RegressNotBackward => {
+                f.write_str("regress moves a record backward between open stages")
+            }
             Rule::ReasonRequired => f.write_str("a reason is required"),
             Rule::Guard(guard) => write!(f, "guard failed: {guard}"),
         }
@@ -410,9 +449,10 @@ impl GuardView<'_> {
             (Guard::CustomFieldSet(name), _) => custom(name),
             (Guard::AmountPositive, GuardView::Deal(d)) => d.amount.0 > 0,
             (Guard::CloseDateSet, GuardView::Deal(d)) => d.close_date.is_some(),
-            (Guard::LostReasonSet, GuardView::Deal(d)) => {
-                d.lost_reason.as_deref().is_some_and(|r| !r.trim().is_empty())
-            }
+            (Guard::LostReasonSet, GuardView::Deal(d)) => d
+                .lost_reason
+                .as_deref()
+                .is_some_and(|r| !r.trim().is_empty()),
             // Deal-only guards never hold for contacts.
             (_, GuardView::Contact(_)) => false,
         }
@@ -490,7 +530,10 @@ pub(crate) fn check_transition(
                 _ => {
                     let is_return = machine.returns.iter().any(|(f, t)| f == from && t == to);
                     if to_pos > from_pos {
-                        if machine.forward == Forward::Adjacent && to_pos != from_pos + 1 && !is_return {
+                        if machine.forward == Forward::Adjacent
+                            && to_pos != from_pos + 1
+                            && !is_return
+                        {
                             return Err(Rule::SkipNotAllowed);
                         }
                     } else if !is_return && machine.backward == Backward::RegressOnly {

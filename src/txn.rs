@@ -142,7 +142,10 @@ pub trait Snapshot: SnapshotInternal {
     /// # Errors
     /// [`Error::NotFound`], or a decode or storage failure.
     fn get<I: RecordId>(&self, id: I) -> Result<I::Record> {
-        self.find(id)?.ok_or(Error::NotFound { kind: I::Record::KIND, id: id.row() })
+        self.find(id)?.ok_or(Error::NotFound {
+            kind: I::Record::KIND,
+            id: id.row(),
+        })
     }
 
     /// A record if it exists.
@@ -283,7 +286,12 @@ pub trait Snapshot: SnapshotInternal {
     /// # Errors
     /// A decode or storage failure.
     fn stage_at(&self, id: impl Into<StagedId>, at: Timestamp) -> Result<Option<Stage>> {
-        Ok(self.history(id)?.into_iter().take_while(|c| c.at <= at).last().map(|c| c.to))
+        Ok(self
+            .history(id)?
+            .into_iter()
+            .take_while(|c| c.at <= at)
+            .last()
+            .map(|c| c.to))
     }
 
     /// A saved segment.
@@ -291,7 +299,9 @@ pub trait Snapshot: SnapshotInternal {
     /// # Errors
     /// [`Error::UnknownSegment`], or a decode or storage failure.
     fn segment(&self, name: &str) -> Result<SavedSegment> {
-        let bytes = self.segment_bytes(name)?.ok_or_else(|| Error::UnknownSegment(name.into()))?;
+        let bytes = self
+            .segment_bytes(name)?
+            .ok_or_else(|| Error::UnknownSegment(name.into()))?;
         codec::decode("segment", &name, &bytes)
     }
 
@@ -337,7 +347,12 @@ fn empty_bitmap() -> Arc<RoaringBitmap> {
 }
 
 /// Loads a categorical bitmap through the shared cache.
-fn cached_bitmap<G, B>(inner: &Inner, generations: &G, bitmaps: &B, key: &str) -> Result<Arc<RoaringBitmap>>
+fn cached_bitmap<G, B>(
+    inner: &Inner,
+    generations: &G,
+    bitmaps: &B,
+    key: &str,
+) -> Result<Arc<RoaringBitmap>>
 where
     G: ReadableTable<&'static str, u64>,
     B: ReadableTable<(&'static str, u16), &'static [u8]>,
@@ -349,7 +364,9 @@ where
         return Ok(bitmap);
     }
     let bitmap = Arc::new(store::load_bitmap(bitmaps, key)?);
-    inner.cache.insert(key, generation, Cached::Bitmap(Arc::clone(&bitmap)));
+    inner
+        .cache
+        .insert(key, generation, Cached::Bitmap(Arc::clone(&bitmap)));
     Ok(bitmap)
 }
 
@@ -366,11 +383,16 @@ where
         return Ok(bsi);
     }
     let bsi = Arc::new(store::load_bsi(bitmaps, base)?);
-    inner.cache.insert(base, generation, Cached::Bsi(Arc::clone(&bsi)));
+    inner
+        .cache
+        .insert(base, generation, Cached::Bsi(Arc::clone(&bsi)));
     Ok(bsi)
 }
 
-fn keys_in<G: ReadableTable<&'static str, u64>>(generations: &G, prefix: &str) -> Result<Vec<String>> {
+fn keys_in<G: ReadableTable<&'static str, u64>>(
+    generations: &G,
+    prefix: &str,
+) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let iter = match store::prefix_end(prefix) {
         Some(end) => generations.range(prefix..end.as_str())?,
@@ -393,7 +415,11 @@ fn history_in<T: ReadableTable<(u8, u32, u32), &'static [u8]>>(
     for entry in table.range((k, row, 0)..=(k, row, u32::MAX))? {
         let (key, value) = entry?;
         let (_, _, seq) = key.value();
-        out.push(codec::decode("history", &format!("{kind}/{row}/{seq}"), value.value())?);
+        out.push(codec::decode(
+            "history",
+            &format!("{kind}/{row}/{seq}"),
+            value.value(),
+        )?);
     }
     Ok(out)
 }
@@ -407,7 +433,9 @@ fn all_rows<T: ReadableTable<u32, &'static [u8]>>(table: &T) -> Result<Vec<(u32,
     Ok(out)
 }
 
-fn segment_names_in<T: ReadableTable<&'static str, &'static [u8]>>(table: &T) -> Result<Vec<String>> {
+fn segment_names_in<T: ReadableTable<&'static str, &'static [u8]>>(
+    table: &T,
+) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for entry in table.iter()? {
         out.push(entry?.0.value().to_owned());
@@ -428,15 +456,21 @@ impl ReadTransaction {
     }
 
     fn rows_table(&self, kind: EntityKind) -> Result<&ReadOnlyTable<u32, &'static [u8]>> {
-        open_once(&self.rows[kind as usize], || Ok(self.txn.open_table(storage::rows(kind))?))
+        open_once(&self.rows[kind as usize], || {
+            Ok(self.txn.open_table(storage::rows(kind))?)
+        })
     }
 
     fn bitmaps_table(&self) -> Result<&BitmapTable> {
-        open_once(&self.bitmaps, || Ok(self.txn.open_table(storage::BITMAPS)?))
+        open_once(&self.bitmaps, || {
+            Ok(self.txn.open_table(storage::BITMAPS)?)
+        })
     }
 
     fn generations_table(&self) -> Result<&ReadOnlyTable<&'static str, u64>> {
-        open_once(&self.generations, || Ok(self.txn.open_table(storage::BITMAP_GEN)?))
+        open_once(&self.generations, || {
+            Ok(self.txn.open_table(storage::BITMAP_GEN)?)
+        })
     }
 }
 
@@ -450,11 +484,21 @@ impl SnapshotInternal for ReadTransaction {
     }
 
     fn bitmap(&self, key: &str) -> Result<Arc<RoaringBitmap>> {
-        cached_bitmap(&self.inner, self.generations_table()?, self.bitmaps_table()?, key)
+        cached_bitmap(
+            &self.inner,
+            self.generations_table()?,
+            self.bitmaps_table()?,
+            key,
+        )
     }
 
     fn bsi(&self, base: &str) -> Result<Arc<Bsi>> {
-        cached_bsi(&self.inner, self.generations_table()?, self.bitmaps_table()?, base)
+        cached_bsi(
+            &self.inner,
+            self.generations_table()?,
+            self.bitmaps_table()?,
+            base,
+        )
     }
 
     fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
@@ -485,8 +529,10 @@ impl SnapshotInternal for ReadTransaction {
     }
 
     fn config(&self) -> Result<Arc<Config>> {
-        open_once(&self.config, || Ok(Arc::new(Config::load(|name| self.meta_bytes(name))?)))
-            .cloned()
+        open_once(&self.config, || {
+            Ok(Arc::new(Config::load(|name| self.meta_bytes(name))?))
+        })
+        .cloned()
     }
 
     fn clock_now(&self) -> Timestamp {
@@ -499,7 +545,7 @@ impl SnapshotInternal for ReadTransaction {
 pub struct WriteTransaction {
     inner: Arc<Inner>,
     txn: Option<redb::WriteTransaction>,
-    delta: IndexDelta,
+    pub(crate) delta: IndexDelta,
     next_rows: HashMap<EntityKind, u32>,
     config: Option<Arc<Config>>,
     actor: String,
@@ -508,7 +554,9 @@ pub struct WriteTransaction {
 
 impl std::fmt::Debug for WriteTransaction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriteTransaction").field("actor", &self.actor).finish_non_exhaustive()
+        f.debug_struct("WriteTransaction")
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
     }
 }
 
@@ -519,7 +567,12 @@ fn record_terms<R: Record>(record: &R) -> Terms {
     terms.custom(record.custom());
     terms.cats.push((
         std::borrow::Cow::Borrowed(index::STATE_FIELD),
-        if record.deleted_at().is_some() { "deleted" } else { "live" }.to_owned(),
+        if record.deleted_at().is_some() {
+            "deleted"
+        } else {
+            "live"
+        }
+        .to_owned(),
     ));
     terms.normalise();
     terms
@@ -539,7 +592,7 @@ impl WriteTransaction {
         })
     }
 
-    fn txn(&self) -> Result<&redb::WriteTransaction> {
+    pub(crate) fn txn(&self) -> Result<&redb::WriteTransaction> {
         if self.poisoned {
             return Err(Error::Poisoned);
         }
@@ -547,7 +600,7 @@ impl WriteTransaction {
     }
 
     /// Runs a mutating operation; storage and decode failures poison the transaction.
-    fn guarded<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+    pub(crate) fn guarded<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         if self.poisoned {
             return Err(Error::Poisoned);
         }
@@ -612,7 +665,7 @@ impl WriteTransaction {
         Ok(())
     }
 
-    fn config_arc(&mut self) -> Result<Arc<Config>> {
+    pub(crate) fn config_arc(&mut self) -> Result<Arc<Config>> {
         if let Some(config) = &self.config {
             return Ok(Arc::clone(config));
         }
@@ -621,7 +674,7 @@ impl WriteTransaction {
         Ok(config)
     }
 
-    fn put_meta(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn put_meta(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
         let mut table = self.txn()?.open_table(storage::META)?;
         table.insert(name, bytes)?;
         Ok(())
@@ -662,14 +715,23 @@ impl WriteTransaction {
                 Some(bytes) => !deleted_in(target_kind, target_id, &bytes)?,
             };
             if !live {
-                return Err(Error::BrokenRelation { kind: R::KIND, target_kind, target_id });
+                return Err(Error::BrokenRelation {
+                    kind: R::KIND,
+                    target_kind,
+                    target_id,
+                });
             }
         }
         for (field, value) in record.unique_keys() {
             if let Some(existing) = self.unique_row(field, &value)?
                 && Some(existing) != row
             {
-                return Err(Error::Duplicate { kind: R::KIND, field, value, existing });
+                return Err(Error::Duplicate {
+                    kind: R::KIND,
+                    field,
+                    value,
+                    existing,
+                });
             }
         }
         Ok(())
@@ -690,9 +752,14 @@ impl WriteTransaction {
         if let Some(contact) = any.downcast_mut::<Contact>() {
             machine = &config.machines.contact;
             let old_any: Option<&dyn std::any::Any> = old.map(|o| o as &dyn std::any::Any);
-            old_stage = old_any.and_then(|o| o.downcast_ref::<Contact>()).map(|c| c.stage.clone());
+            old_stage = old_any
+                .and_then(|o| o.downcast_ref::<Contact>())
+                .map(|c| c.stage.clone());
             if contact.stage.is_unset() {
-                contact.stage = old_stage.clone().or_else(|| machine.initial().cloned()).unwrap_or_default();
+                contact.stage = old_stage
+                    .clone()
+                    .or_else(|| machine.initial().cloned())
+                    .unwrap_or_default();
             }
             let snapshot = contact.clone();
             new_stage = &mut contact.stage;
@@ -701,13 +768,17 @@ impl WriteTransaction {
             let pipeline = deal.pipeline_name().to_owned();
             let old_any: Option<&dyn std::any::Any> = old.map(|o| o as &dyn std::any::Any);
             let old_deal = old_any.and_then(|o| o.downcast_ref::<Deal>());
-            machine = config.machines.pipeline(&pipeline).ok_or_else(|| Error::IllegalTransition {
-                kind: EntityKind::Deal,
-                id: row,
-                from: old_deal.map_or_else(|| "(none)".into(), |d| d.stage.to_string()),
-                to: deal.stage.to_string(),
-                rule: crate::lifecycle::Rule::UnknownPipeline(pipeline.clone()),
-            })?;
+            machine =
+                config
+                    .machines
+                    .pipeline(&pipeline)
+                    .ok_or_else(|| Error::IllegalTransition {
+                        kind: EntityKind::Deal,
+                        id: row,
+                        from: old_deal.map_or_else(|| "(none)".into(), |d| d.stage.to_string()),
+                        to: deal.stage.to_string(),
+                        rule: crate::lifecycle::Rule::UnknownPipeline(pipeline.clone()),
+                    })?;
             old_stage = old_deal.map(|d| d.stage.clone());
             if old_deal.is_some_and(|d| d.pipeline_name() != pipeline) {
                 return Err(Error::InvalidField {
@@ -717,7 +788,10 @@ impl WriteTransaction {
                 });
             }
             if deal.stage.is_unset() {
-                deal.stage = old_stage.clone().or_else(|| machine.initial().cloned()).unwrap_or_default();
+                deal.stage = old_stage
+                    .clone()
+                    .or_else(|| machine.initial().cloned())
+                    .unwrap_or_default();
             }
             let snapshot = deal.clone();
             new_stage = &mut deal.stage;
@@ -728,20 +802,26 @@ impl WriteTransaction {
         if old_stage.as_ref() == Some(&*new_stage) {
             return Ok(None);
         }
-        let op = if old_stage.is_none() { MoveOp::Create } else { op };
+        let op = if old_stage.is_none() {
+            MoveOp::Create
+        } else {
+            op
+        };
         let guard_view = match &view {
             OwnedView::Contact(c) => GuardView::Contact(c),
             OwnedView::Deal(d) => GuardView::Deal(d),
         };
-        check_transition(machine, old_stage.as_ref(), new_stage, op, &guard_view).map_err(|rule| {
-            Error::IllegalTransition {
+        check_transition(machine, old_stage.as_ref(), new_stage, op, &guard_view).map_err(
+            |rule| Error::IllegalTransition {
                 kind: R::KIND,
                 id: row,
-                from: old_stage.as_ref().map_or_else(|| "(none)".into(), Stage::to_string),
+                from: old_stage
+                    .as_ref()
+                    .map_or_else(|| "(none)".into(), Stage::to_string),
                 to: new_stage.to_string(),
                 rule,
-            }
-        })?;
+            },
+        )?;
         let actor = if matches!(op, MoveOp::Automatic | MoveOp::Sweep) {
             SYSTEM_ACTOR.to_owned()
         } else {
@@ -759,7 +839,12 @@ impl WriteTransaction {
 
     // ---- mutation helpers (after validation) ----
 
-    fn write_row<R: Record>(&mut self, row: u32, old: Option<&R>, new: &R) -> Result<()> {
+    pub(crate) fn write_row<R: Record>(
+        &mut self,
+        row: u32,
+        old: Option<&R>,
+        new: &R,
+    ) -> Result<()> {
         let bytes = codec::encode(new);
         {
             let mut table = self.txn()?.open_table(storage::rows(R::KIND))?;
@@ -767,7 +852,8 @@ impl WriteTransaction {
         }
         let old_terms = old.map(record_terms);
         let new_terms = record_terms(new);
-        self.delta.diff(R::KIND, row, old_terms.as_ref(), Some(&new_terms));
+        self.delta
+            .diff(R::KIND, row, old_terms.as_ref(), Some(&new_terms));
         let old_keys = old.map(RecordInternal::unique_keys).unwrap_or_default();
         let new_keys = new.unique_keys();
         if old_keys != new_keys {
@@ -782,7 +868,12 @@ impl WriteTransaction {
         Ok(())
     }
 
-    fn append_history(&mut self, kind: EntityKind, row: u32, change: &StageChange) -> Result<()> {
+    pub(crate) fn append_history(
+        &mut self,
+        kind: EntityKind,
+        row: u32,
+        change: &StageChange,
+    ) -> Result<()> {
         let mut table = self.txn()?.open_table(storage::HISTORY)?;
         let k = kind as u8;
         let next = match table.range((k, row, 0)..=(k, row, u32::MAX))?.next_back() {
@@ -827,7 +918,9 @@ impl WriteTransaction {
                 .line_items
                 .iter()
                 .try_fold(crate::schema::Money(0), |acc, l| {
-                    l.amount().and_then(|a| acc.0.checked_add(a.0)).map(crate::schema::Money)
+                    l.amount()
+                        .and_then(|a| acc.0.checked_add(a.0))
+                        .map(crate::schema::Money)
                 })
                 .unwrap_or(order.total);
         }
@@ -874,15 +967,23 @@ impl WriteTransaction {
         })
     }
 
-    fn live_record<I: RecordId>(&self, id: I) -> Result<I::Record> {
+    pub(crate) fn live_record<I: RecordId>(&self, id: I) -> Result<I::Record> {
         let record = self.get(id)?;
         if record.deleted_at().is_some() {
-            return Err(Error::Deleted { kind: I::Record::KIND, id: id.row() });
+            return Err(Error::Deleted {
+                kind: I::Record::KIND,
+                id: id.row(),
+            });
         }
         Ok(record)
     }
 
-    fn update_inner<I: RecordId>(&mut self, id: I, mut record: I::Record, op: MoveOp<'_>) -> Result<()> {
+    pub(crate) fn update_inner<I: RecordId>(
+        &mut self,
+        id: I,
+        mut record: I::Record,
+        op: MoveOp<'_>,
+    ) -> Result<()> {
         let old = self.live_record(id)?;
         record.keep_engine_fields(&old);
         record.set_updated_at(self.now());
@@ -945,9 +1046,16 @@ impl WriteTransaction {
         self.guarded(|tx| {
             let mut record = tx.live_record(id)?;
             let Some(tags) = record.tags_mut() else {
-                return Err(Error::InvalidArgument(format!("{} records have no tags", I::Record::KIND)));
+                return Err(Error::InvalidArgument(format!(
+                    "{} records have no tags",
+                    I::Record::KIND
+                )));
             };
-            let changed = if present { tags.insert(tag.to_owned()) } else { tags.remove(tag) };
+            let changed = if present {
+                tags.insert(tag.to_owned())
+            } else {
+                tags.remove(tag)
+            };
             if !changed {
                 return Ok(());
             }
@@ -969,7 +1077,12 @@ impl WriteTransaction {
     ///
     /// # Errors
     /// [`Error::IllegalTransition`] when the move is not backward or the reason is empty.
-    pub fn regress(&mut self, id: impl Into<StagedId>, to: impl Into<Stage>, reason: &str) -> Result<()> {
+    pub fn regress(
+        &mut self,
+        id: impl Into<StagedId>,
+        to: impl Into<Stage>,
+        reason: &str,
+    ) -> Result<()> {
         let (id, to) = (id.into(), to.into());
         self.guarded(|tx| tx.restage(id, to, MoveOp::Regress(reason)))
     }
@@ -979,7 +1092,12 @@ impl WriteTransaction {
     /// # Errors
     /// [`Error::IllegalTransition`] when the record is not in a terminal stage, the target
     /// is terminal, or the reason is empty.
-    pub fn reopen(&mut self, id: impl Into<StagedId>, to: impl Into<Stage>, reason: &str) -> Result<()> {
+    pub fn reopen(
+        &mut self,
+        id: impl Into<StagedId>,
+        to: impl Into<Stage>,
+        reason: &str,
+    ) -> Result<()> {
         let (id, to) = (id.into(), to.into());
         self.guarded(|tx| tx.restage(id, to, MoveOp::Reopen(reason)))
     }
@@ -1022,7 +1140,10 @@ impl WriteTransaction {
         self.guarded(|tx| {
             let old = tx.get(id)?;
             if old.deleted_at().is_none() {
-                return Err(Error::NotDeleted { kind: I::Record::KIND, id: id.row() });
+                return Err(Error::NotDeleted {
+                    kind: I::Record::KIND,
+                    id: id.row(),
+                });
             }
             let mut record = old.clone();
             record.set_deleted_at(None);
@@ -1050,8 +1171,16 @@ impl WriteTransaction {
             let target = row.to_string();
             for &(referrer_kind, field) in referrer_fields(kind) {
                 let referrers = tx.bitmap(&index::cat_key(referrer_kind, field, &target))?;
-                if let Some(referrer_id) = referrers.iter().find(|r| (referrer_kind, *r) != (kind, row)) {
-                    return Err(Error::StillReferenced { kind, id: row, referrer_kind, referrer_id });
+                if let Some(referrer_id) = referrers
+                    .iter()
+                    .find(|r| (referrer_kind, *r) != (kind, row))
+                {
+                    return Err(Error::StillReferenced {
+                        kind,
+                        id: row,
+                        referrer_kind,
+                        referrer_id,
+                    });
                 }
             }
             let old_terms = record_terms(&old);
@@ -1084,7 +1213,10 @@ impl WriteTransaction {
                 && tx.field_in_use(kind, &previous)?
             {
                 return Err(Error::Schema {
-                    reason: format!("{kind} field custom.{} holds values; remove them before changing its type", def.name),
+                    reason: format!(
+                        "{kind} field custom.{} holds values; remove them before changing its type",
+                        def.name
+                    ),
                 });
             }
             tx.store_schema(kind, schema)
@@ -1099,9 +1231,10 @@ impl WriteTransaction {
         self.guarded(|tx| {
             let config = tx.config_arc()?;
             let mut schema = config.schema(kind);
-            let def = schema
-                .remove(name)
-                .ok_or_else(|| Error::UnknownField { kind, field: format!("custom.{name}") })?;
+            let def = schema.remove(name).ok_or_else(|| Error::UnknownField {
+                kind,
+                field: format!("custom.{name}"),
+            })?;
             if tx.field_in_use(kind, &def)? {
                 return Err(Error::Schema {
                     reason: format!("{kind} field custom.{name} still holds values"),
@@ -1142,7 +1275,11 @@ impl WriteTransaction {
     /// # Errors
     /// [`Error::InvalidMachine`] for a malformed machine, or when any record would be left
     /// in a stage (or pipeline) the new machines do not define.
-    pub fn replace_machines(&mut self, machines: Machines, mapping: &BTreeMap<Stage, Stage>) -> Result<u64> {
+    pub fn replace_machines(
+        &mut self,
+        machines: Machines,
+        mapping: &BTreeMap<Stage, Stage>,
+    ) -> Result<u64> {
         machines.validate()?;
         self.guarded(|tx| {
             // Plan every remap first, so that a refusal applies nothing.
@@ -1220,7 +1357,11 @@ impl WriteTransaction {
                 let cutoff_day = now.plus_days(-i64::from(rule.after_days)).day();
                 let mut from = RoaringBitmap::new();
                 for stage in &rule.from {
-                    from |= &*tx.bitmap(&index::cat_key(EntityKind::Contact, "stage", stage.as_str()))?;
+                    from |= &*tx.bitmap(&index::cat_key(
+                        EntityKind::Contact,
+                        "stage",
+                        stage.as_str(),
+                    ))?;
                 }
                 from &= &*tx.bitmap(&index::live_key(EntityKind::Contact))?;
                 for field in ["last_activity", "last_order", "created"] {
@@ -1243,8 +1384,19 @@ impl WriteTransaction {
             let machine = &config.machines.contact;
             for (row, (from, to)) in &planned {
                 let contact: Contact = tx.get(ContactId::new(*row))?;
-                check_transition(machine, Some(from), to, MoveOp::Sweep, &GuardView::Contact(&contact)).map_err(|rule| {
-                    Error::IllegalTransition { kind: EntityKind::Contact, id: *row, from: from.to_string(), to: to.to_string(), rule }
+                check_transition(
+                    machine,
+                    Some(from),
+                    to,
+                    MoveOp::Sweep,
+                    &GuardView::Contact(&contact),
+                )
+                .map_err(|rule| Error::IllegalTransition {
+                    kind: EntityKind::Contact,
+                    id: *row,
+                    from: from.to_string(),
+                    to: to.to_string(),
+                    rule,
                 })?;
             }
             let mut moved = Vec::with_capacity(planned.len());
@@ -1265,8 +1417,11 @@ impl WriteTransaction {
     /// # Errors
     /// A bad name, a query that does not bind, [`Error::SegmentCycle`].
     pub fn save_segment(&mut self, name: &str, segment: SavedSegment) -> Result<()> {
-        crate::schema::check_stage_name(name)
-            .map_err(|_| Error::InvalidArgument(format!("segment name {name:?} must be 1 to 64 bytes of [a-z0-9_]")))?;
+        crate::schema::check_stage_name(name).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "segment name {name:?} must be 1 to 64 bytes of [a-z0-9_]"
+            ))
+        })?;
         self.guarded(|tx| {
             if let SavedSegment::Dynamic { kind, query } = &segment {
                 query::eval::check_segment(tx, name, *kind, query)?;
@@ -1292,7 +1447,12 @@ impl WriteTransaction {
 
     /// What writing `new` (replacing `old`) does to a contact: new figures and perhaps
     /// an automatic move. Computed and checked before anything is written.
-    fn follow_up_of<R: Record>(&mut self, row: u32, new: &R, old: Option<&R>) -> Result<Option<FollowUp>> {
+    fn follow_up_of<R: Record>(
+        &mut self,
+        row: u32,
+        new: &R,
+        old: Option<&R>,
+    ) -> Result<Option<FollowUp>> {
         let any_new: &dyn std::any::Any = new;
         let any_old: Option<&dyn std::any::Any> = old.map(|o| o as &dyn std::any::Any);
         let (contact, trigger) = if let Some(order) = any_new.downcast_ref::<Order>() {
@@ -1307,7 +1467,8 @@ impl WriteTransaction {
                 return Ok(None);
             }
             let counts_now = order.status == OrderStatus::Paid && order.deleted_at.is_none();
-            let counted_before = old_order.is_some_and(|o| o.status == OrderStatus::Paid && o.deleted_at.is_none());
+            let counted_before =
+                old_order.is_some_and(|o| o.status == OrderStatus::Paid && o.deleted_at.is_none());
             let newly_paid = counts_now && !counted_before;
             (contacts, newly_paid.then_some(Trigger::AnyOrder))
         } else if let Some(activity) = any_new.downcast_ref::<crate::schema::Activity>() {
@@ -1356,7 +1517,12 @@ impl WriteTransaction {
                 });
                 if let Some(rule) = rule {
                     next.stage = rule.to.clone();
-                    change = self.check_stage(contact_id.get(), Some(&old_contact), &mut next, MoveOp::Automatic)?;
+                    change = self.check_stage(
+                        contact_id.get(),
+                        Some(&old_contact),
+                        &mut next,
+                        MoveOp::Automatic,
+                    )?;
                 }
             }
             next.updated_at = self.now();
@@ -1368,7 +1534,9 @@ impl WriteTransaction {
     }
 
     fn apply_follow_up(&mut self, follow_up: Option<FollowUp>) -> Result<()> {
-        let Some(follow_up) = follow_up else { return Ok(()) };
+        let Some(follow_up) = follow_up else {
+            return Ok(());
+        };
         for (id, old, mut new, change) in follow_up.updates {
             if let Some(change) = &change {
                 new.stage = change.to.clone();
@@ -1392,7 +1560,10 @@ impl WriteTransaction {
         use crate::schema::{Activity, ActivityId, ContactStats, OrderId};
         let mut stats = ContactStats::default();
         let add_order = |stats: &mut ContactStats, order: &Order| {
-            if order.contact == Some(contact) && order.status == OrderStatus::Paid && order.deleted_at.is_none() {
+            if order.contact == Some(contact)
+                && order.status == OrderStatus::Paid
+                && order.deleted_at.is_none()
+            {
                 stats.order_count += 1;
                 stats.total_spent.0 = stats.total_spent.0.saturating_add(order.total.0);
                 stats.last_order = stats.last_order.max(Some(order.at));
@@ -1407,7 +1578,10 @@ impl WriteTransaction {
         let pending_order = pending.downcast_ref::<Order>();
         let pending_activity = pending.downcast_ref::<Activity>();
         let contact_key = contact.get().to_string();
-        for row in self.bitmap(&index::cat_key(EntityKind::Order, "contact", &contact_key))?.iter() {
+        for row in self
+            .bitmap(&index::cat_key(EntityKind::Order, "contact", &contact_key))?
+            .iter()
+        {
             if pending_order.is_none() || row != pending_row {
                 add_order(&mut stats, &self.get(OrderId::new(row))?);
             }
@@ -1415,7 +1589,14 @@ impl WriteTransaction {
         if let Some(order) = pending_order {
             add_order(&mut stats, order);
         }
-        for row in self.bitmap(&index::cat_key(EntityKind::Activity, "contact", &contact_key))?.iter() {
+        for row in self
+            .bitmap(&index::cat_key(
+                EntityKind::Activity,
+                "contact",
+                &contact_key,
+            ))?
+            .iter()
+        {
             if pending_activity.is_none() || row != pending_row {
                 add_activity(&mut stats, &self.get(ActivityId::new(row))?);
             }
@@ -1432,11 +1613,29 @@ impl WriteTransaction {
 fn referrer_fields(target: EntityKind) -> &'static [(EntityKind, &'static str)] {
     use EntityKind as K;
     match target {
-        K::Contact => &[(K::Deal, "contact"), (K::Deal, "participant"), (K::Activity, "contact"), (K::Order, "contact"), (K::Task, "contact")],
-        K::Account => &[(K::Contact, "account"), (K::Deal, "account"), (K::Activity, "account"), (K::Order, "account"), (K::Task, "account")],
+        K::Contact => &[
+            (K::Deal, "contact"),
+            (K::Deal, "participant"),
+            (K::Activity, "contact"),
+            (K::Order, "contact"),
+            (K::Task, "contact"),
+        ],
+        K::Account => &[
+            (K::Contact, "account"),
+            (K::Deal, "account"),
+            (K::Activity, "account"),
+            (K::Order, "account"),
+            (K::Task, "account"),
+        ],
         K::Deal => &[(K::Activity, "deal"), (K::Task, "deal")],
         K::Product => &[(K::Deal, "product"), (K::Order, "product")],
-        K::Owner => &[(K::Contact, "owner"), (K::Account, "owner"), (K::Deal, "owner"), (K::Activity, "owner"), (K::Task, "assignee")],
+        K::Owner => &[
+            (K::Contact, "owner"),
+            (K::Account, "owner"),
+            (K::Deal, "owner"),
+            (K::Activity, "owner"),
+            (K::Task, "assignee"),
+        ],
         K::Activity | K::Order | K::Task => &[],
     }
 }
@@ -1455,13 +1654,23 @@ fn deleted_in(kind: EntityKind, row: u32, bytes: &[u8]) -> Result<bool> {
     // gives no random access: decode the full record of the right type.
     Ok(match kind {
         EntityKind::Contact => decode_record::<Contact>(row, bytes)?.deleted_at.is_some(),
-        EntityKind::Account => decode_record::<crate::schema::Account>(row, bytes)?.deleted_at.is_some(),
+        EntityKind::Account => decode_record::<crate::schema::Account>(row, bytes)?
+            .deleted_at
+            .is_some(),
         EntityKind::Deal => decode_record::<Deal>(row, bytes)?.deleted_at.is_some(),
-        EntityKind::Activity => decode_record::<crate::schema::Activity>(row, bytes)?.deleted_at.is_some(),
+        EntityKind::Activity => decode_record::<crate::schema::Activity>(row, bytes)?
+            .deleted_at
+            .is_some(),
         EntityKind::Order => decode_record::<Order>(row, bytes)?.deleted_at.is_some(),
-        EntityKind::Product => decode_record::<crate::schema::Product>(row, bytes)?.deleted_at.is_some(),
-        EntityKind::Owner => decode_record::<crate::schema::Owner>(row, bytes)?.deleted_at.is_some(),
-        EntityKind::Task => decode_record::<crate::schema::Task>(row, bytes)?.deleted_at.is_some(),
+        EntityKind::Product => decode_record::<crate::schema::Product>(row, bytes)?
+            .deleted_at
+            .is_some(),
+        EntityKind::Owner => decode_record::<crate::schema::Owner>(row, bytes)?
+            .deleted_at
+            .is_some(),
+        EntityKind::Task => decode_record::<crate::schema::Task>(row, bytes)?
+            .deleted_at
+            .is_some(),
     })
 }
 
@@ -1513,7 +1722,13 @@ impl SnapshotInternal for WriteTransaction {
 
     fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
         let mut keys = keys_in(&self.txn()?.open_table(storage::BITMAP_GEN)?, prefix)?;
-        keys.extend(self.delta.cats.keys().filter(|k| k.starts_with(prefix)).cloned());
+        keys.extend(
+            self.delta
+                .cats
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned(),
+        );
         keys.sort_unstable();
         keys.dedup();
         Ok(keys)

@@ -14,7 +14,12 @@ fn smoke() -> crmdb::Result<()> {
         tx.move_stage(id, "active")?;
         Ok(id)
     })?;
-    let n = db.read(|r| r.count(EntityKind::Contact, &Query::parse("tag:vip AND region = \"shanghai\"")?))?;
+    let n = db.read(|r| {
+        r.count(
+            EntityKind::Contact,
+            &Query::parse("tag:vip AND region = \"shanghai\"")?,
+        )
+    })?;
     assert_eq!(n, 1);
     db.read(|r| {
         assert_eq!(r.get(id)?.stage.as_str(), "active");
@@ -25,7 +30,9 @@ fn smoke() -> crmdb::Result<()> {
     let t = std::time::Instant::now();
     let s = g.load(&db, |_| {})?;
     eprintln!("{s:?} in {:?}", t.elapsed());
-    let q = Query::parse("tag:vip AND NOT stage:churned AND lifetime_value >= 1000 AND last_activity within 400d")?;
+    let q = Query::parse(
+        "tag:vip AND NOT stage:churned AND lifetime_value >= 1000 AND last_activity within 400d",
+    )?;
     let n = db.read(|r| r.count(EntityKind::Contact, &q))?;
     eprintln!("count {n}");
     Ok(())

@@ -56,7 +56,12 @@ impl Bsi {
     }
 
     /// Rows among `within` (or all rows with a value) whose value compares to `c`.
-    pub(crate) fn compare(&self, cmp: Cmp, c: i64, within: Option<&RoaringBitmap>) -> RoaringBitmap {
+    pub(crate) fn compare(
+        &self,
+        cmp: Cmp,
+        c: i64,
+        within: Option<&RoaringBitmap>,
+    ) -> RoaringBitmap {
         let base = match within {
             Some(w) => &self.exists & w,
             None => self.exists.clone(),
@@ -122,7 +127,11 @@ impl Bsi {
             if count == 0 {
                 continue;
             }
-            let weight = if bit == SIGN { -(1i128 << SIGN) } else { 1i128 << bit };
+            let weight = if bit == SIGN {
+                -(1i128 << SIGN)
+            } else {
+                1i128 << bit
+            };
             total += weight * count;
         }
         total
@@ -145,7 +154,11 @@ impl Bsi {
             };
             // The "better" half at this bit: set bits for descending, except in the sign bit.
             let prefer_set = descending != (bit == SIGN);
-            let better = if prefer_set { &candidates & slice } else { &candidates - slice };
+            let better = if prefer_set {
+                &candidates & slice
+            } else {
+                &candidates - slice
+            };
             let taken = chosen.len() + better.len();
             if taken > k {
                 candidates = better;
@@ -217,8 +230,13 @@ mod tests {
             for descending in [true, false] {
                 let mut sorted = values.clone();
                 sorted.sort_by_key(|&(r, v)| (if descending { -v } else { v }, r));
-                let expect: RoaringBitmap = sorted.iter().take(k as usize).map(|(r, _)| *r).collect();
-                assert_eq!(bsi.top_k(&all, k, descending), expect, "k={k} desc={descending}");
+                let expect: RoaringBitmap =
+                    sorted.iter().take(k as usize).map(|(r, _)| *r).collect();
+                assert_eq!(
+                    bsi.top_k(&all, k, descending),
+                    expect,
+                    "k={k} desc={descending}"
+                );
             }
         }
     }

@@ -27,7 +27,11 @@ impl Cached {
             Cached::Bitmap(b) => base + b.serialized_size(),
             Cached::Bsi(bsi) => {
                 base + bsi.exists.serialized_size()
-                    + bsi.slices.iter().map(RoaringBitmap::serialized_size).sum::<usize>()
+                    + bsi
+                        .slices
+                        .iter()
+                        .map(RoaringBitmap::serialized_size)
+                        .sum::<usize>()
             }
         }
     }
@@ -66,7 +70,10 @@ pub(crate) struct CacheCounters {
 
 impl BitmapCache {
     pub(crate) fn new(budget: usize) -> BitmapCache {
-        BitmapCache { inner: Mutex::new(Inner::default()), budget }
+        BitmapCache {
+            inner: Mutex::new(Inner::default()),
+            budget,
+        }
     }
 
     pub(crate) fn get(&self, key: &str, generation: u64) -> Option<Cached> {
@@ -101,7 +108,15 @@ impl BitmapCache {
                 return;
             }
         }
-        if let Some(old) = inner.map.insert(key.to_owned(), Entry { generation, value, bytes, used }) {
+        if let Some(old) = inner.map.insert(
+            key.to_owned(),
+            Entry {
+                generation,
+                value,
+                bytes,
+                used,
+            },
+        ) {
             inner.bytes -= old.bytes;
         }
         inner.bytes += bytes;

@@ -33,7 +33,9 @@ pub(crate) fn check_tag(tag: &str) -> Result<(), String> {
         return Err(format!("tag {tag:?} must be 1 to {MAX_TAG_BYTES} bytes"));
     }
     if tag.chars().any(char::is_control) || tag.trim() != tag {
-        return Err(format!("tag {tag:?} has control characters or surrounding spaces"));
+        return Err(format!(
+            "tag {tag:?} has control characters or surrounding spaces"
+        ));
     }
     Ok(())
 }
@@ -211,7 +213,8 @@ impl BsiDelta {
     pub(crate) fn apply(&self, bsi: &mut Bsi) {
         self.exists.apply(&mut bsi.exists);
         if bsi.slices.len() < self.slices.len() {
-            bsi.slices.resize_with(self.slices.len(), RoaringBitmap::new);
+            bsi.slices
+                .resize_with(self.slices.len(), RoaringBitmap::new);
         }
         for (slice, delta) in bsi.slices.iter_mut().zip(&self.slices) {
             delta.apply(slice);
@@ -238,7 +241,11 @@ impl IndexDelta {
     pub(crate) fn set_key(&mut self, key: &str, row: u32, present: bool) {
         match self.cats.get_mut(key) {
             Some(delta) => delta.set(row, present),
-            None => self.cats.entry(key.to_owned()).or_default().set(row, present),
+            None => self
+                .cats
+                .entry(key.to_owned())
+                .or_default()
+                .set(row, present),
         }
     }
 
@@ -250,19 +257,36 @@ impl IndexDelta {
         self.key_buf = key;
     }
 
-    fn set_num(&mut self, kind: EntityKind, field: &str, row: u32, old: Option<i64>, new: Option<i64>) {
+    fn set_num(
+        &mut self,
+        kind: EntityKind,
+        field: &str,
+        row: u32,
+        old: Option<i64>,
+        new: Option<i64>,
+    ) {
         let mut key = std::mem::take(&mut self.key_buf);
         key.clear();
         let _ = write!(key, "{kind}/{field}#");
         match self.nums.get_mut(key.as_str()) {
             Some(delta) => delta.change(row, old, new),
-            None => self.nums.entry(key.clone()).or_default().change(row, old, new),
+            None => self
+                .nums
+                .entry(key.clone())
+                .or_default()
+                .change(row, old, new),
         }
         self.key_buf = key;
     }
 
     /// Records the change of a row from `old` terms to `new` terms (both normalised).
-    pub(crate) fn diff(&mut self, kind: EntityKind, row: u32, old: Option<&Terms>, new: Option<&Terms>) {
+    pub(crate) fn diff(
+        &mut self,
+        kind: EntityKind,
+        row: u32,
+        old: Option<&Terms>,
+        new: Option<&Terms>,
+    ) {
         let empty = Terms::default();
         let old = old.unwrap_or(&empty);
         let new = new.unwrap_or(&empty);
@@ -355,6 +379,11 @@ mod tests {
         assert!(delta.cats["contact/tag=a"].remove.contains(1));
         assert!(delta.cats["contact/tag=c"].add.contains(1));
         assert!(!delta.cats.contains_key("contact/tag=b"));
-        assert!(delta.nums.get("contact/ltv#").is_none_or(|d| d.slices.iter().all(BitDelta::is_empty)));
+        assert!(
+            delta
+                .nums
+                .get("contact/ltv#")
+                .is_none_or(|d| d.slices.iter().all(BitDelta::is_empty))
+        );
     }
 }

@@ -76,11 +76,16 @@ where
         if suffix == "e" {
             bsi.exists |= chunk_bitmap;
         } else {
-            let bit: usize = suffix.parse().ok().filter(|b| *b < 64).ok_or_else(|| Error::Corrupt {
-                what: "numeric index",
-                key: name.to_owned(),
-                reason: "bad slice name".into(),
-            })?;
+            let bit: usize =
+                suffix
+                    .parse()
+                    .ok()
+                    .filter(|b| *b < 64)
+                    .ok_or_else(|| Error::Corrupt {
+                        what: "numeric index",
+                        key: name.to_owned(),
+                        reason: "bad slice name".into(),
+                    })?;
             if bsi.slices.len() <= bit {
                 bsi.slices.resize_with(bit + 1, RoaringBitmap::new);
             }
@@ -107,7 +112,11 @@ fn chunks_of(bitmap: &RoaringBitmap, out: &mut Vec<u16>) {
 }
 
 /// Applies one bitmap's delta, chunk by chunk.
-fn merge_bitmap(table: &mut Table<Key<'static>, &'static [u8]>, key: &str, delta: &BitDelta) -> Result<()> {
+fn merge_bitmap(
+    table: &mut Table<Key<'static>, &'static [u8]>,
+    key: &str,
+    delta: &BitDelta,
+) -> Result<()> {
     let mut chunks = Vec::new();
     chunks_of(&delta.add, &mut chunks);
     chunks_of(&delta.remove, &mut chunks);

@@ -43,21 +43,46 @@ fn qerr(offset: usize, kind: QueryErrorKind) -> Error {
 }
 
 fn mismatch(offset: usize, field: &str, reason: impl Into<String>) -> Error {
-    qerr(offset, QueryErrorKind::TypeMismatch { field: field.into(), reason: reason.into() })
+    qerr(
+        offset,
+        QueryErrorKind::TypeMismatch {
+            field: field.into(),
+            reason: reason.into(),
+        },
+    )
 }
 
 impl<S: Snapshot + ?Sized> Binder<'_, S> {
     fn bind(&mut self, query: &Query, depth: usize) -> Result<Plan> {
         if depth > MAX_QUERY_DEPTH {
-            return Err(qerr(0, QueryErrorKind::TooDeep { limit: MAX_QUERY_DEPTH }));
+            return Err(qerr(
+                0,
+                QueryErrorKind::TooDeep {
+                    limit: MAX_QUERY_DEPTH,
+                },
+            ));
         }
         Ok(match query {
             Query::All => Plan::All,
-            Query::And(items) => Plan::And(items.iter().map(|q| self.bind(q, depth + 1)).collect::<Result<_>>()?),
-            Query::Or(items) => Plan::Or(items.iter().map(|q| self.bind(q, depth + 1)).collect::<Result<_>>()?),
+            Query::And(items) => Plan::And(
+                items
+                    .iter()
+                    .map(|q| self.bind(q, depth + 1))
+                    .collect::<Result<_>>()?,
+            ),
+            Query::Or(items) => Plan::Or(
+                items
+                    .iter()
+                    .map(|q| self.bind(q, depth + 1))
+                    .collect::<Result<_>>()?,
+            ),
             Query::Not(inner) => Plan::Not(Box::new(self.bind(inner, depth + 1)?)),
             Query::Segment { name, offset } => self.bind_segment(name, *offset, depth)?,
-            Query::Field { field, predicate, offset } => self.bind_field(field, predicate, *offset)?,
+            Query::Field {
+                field,
+                predicate,
+                offset,
+            } => self.bind_field(field, predicate, *offset)?,
         })
     }
 
@@ -68,15 +93,28 @@ impl<S: Snapshot + ?Sized> Binder<'_, S> {
         let segment = match self.snap.segment(name) {
             Ok(segment) => segment,
             Err(Error::UnknownSegment(_)) => {
-                return Err(qerr(offset, QueryErrorKind::UnknownSegment(name.to_owned())));
+                return Err(qerr(
+                    offset,
+                    QueryErrorKind::UnknownSegment(name.to_owned()),
+                ));
             }
             Err(e) => return Err(e),
         };
         if segment.kind() != self.kind {
-            return Err(mismatch(offset, "segment", format!("segment {name:?} selects {} records, not {}", segment.kind(), self.kind)));
+            return Err(mismatch(
+                offset,
+                "segment",
+                format!(
+                    "segment {name:?} selects {} records, not {}",
+                    segment.kind(),
+                    self.kind
+                ),
+            ));
         }
         match segment {
-            SavedSegment::Static { rows, .. } => Ok(Plan::Bitmap(Arc::new(rows.into_iter().collect()))),
+            SavedSegment::Static { rows, .. } => {
+                Ok(Plan::Bitmap(Arc::new(rows.into_iter().collect())))
+            }
             SavedSegment::Dynamic { query, .. } => {
                 self.stack.push(name.to_owned());
                 let plan = self.bind(&query, depth + 1);
@@ -90,7 +128,13 @@ impl<S: Snapshot + ?Sized> Binder<'_, S> {
         self.snap.bitmap(&index::cat_key(self.kind, field, value))
     }
 
-    fn cat_values(&self, field: &str, kind: FieldKind, values: &[&Literal], offset: usize) -> Result<Plan> {
+    fn cat_values(
+        &self,
+        field: &str,
+        kind: FieldKind,
+        values: &[&Literal],
+        offset: usize,
+    ) -> Result<Plan> {
         let mut strings = Vec::with_capacity(values.len());
         for value in values {
             strings.push(self.cat_string(field, kind, value, offset)?);
@@ -105,17 +149,34 @@ impl<S: Snapshot + ?Sized> Binder<'_, S> {
         Ok(Plan::Bitmap(Arc::new(union)))
     }
 
-    fn cat_string(&self, field: &str, kind: FieldKind, value: &Literal, offset: usize) -> Result<String> {
+    fn cat_string(
+        &self,
+        field: &str,
+        kind: FieldKind,
+        value: &Literal,
+        offset: usize,
+    ) -> Result<String> {
         match (kind, value) {
-            (FieldKind::Id, Literal::Int(i)) if *i >= 0 && *i <= i64::from(u32::MAX) => Ok(i.to_string()),
-            (FieldKind::Id, _) => Err(mismatch(offset, field, "expected a record id (a non-negative integer)")),
+            (FieldKind::Id, Literal::Int(i)) if *i >= 0 && *i <= i64::from(u32::MAX) => {
+                Ok(i.to_string())
+            }
+            (FieldKind::Id, _) => Err(mismatch(
+                offset,
+                field,
+                "expected a record id (a non-negative integer)",
+            )),
             (FieldKind::Bool, Literal::Bool(b)) => Ok(b.to_string()),
             (FieldKind::Bool, _) => Err(mismatch(offset, field, "expected true or false")),
             (FieldKind::Stage, Literal::Str(stage)) => {
                 let machines = &self.config.machines;
                 let known = match self.kind {
-                    EntityKind::Contact => machines.contact.position(&stage.as_str().into()).is_some(),
-                    _ => machines.pipelines.values().any(|m| m.position(&stage.as_str().into()).is_some()),
+                    EntityKind::Contact => {
+                        machines.contact.position(&stage.as_str().into()).is_some()
+                    }
+                    _ => machines
+                        .pipelines
+                        .values()
+                        .any(|m| m.position(&stage.as_str().into()).is_some()),
                 };
                 if !known {
                     return Err(qerr(offset, QueryErrorKind::UnknownStage(stage.clone())));
@@ -133,7 +194,9 @@ impl<S: Snapshot + ?Sized> Binder<'_, S> {
                 Ok(s.clone())
             }
             (FieldKind::Cat { .. }, Literal::Int(i)) => Ok(i.to_string()),
-            (FieldKind::Cat { .. } | FieldKind::Stage, _) => Err(mismatch(offset, field, "expected a string")),
+            (FieldKind::Cat { .. } | FieldKind::Stage, _) => {
+                Err(mismatch(offset, field, "expected a string"))
+            }
             (FieldKind::Text, _) => Err(mismatch(offset, field, "text fields support only EXISTS")),
             _ => Err(mismatch(offset, field, "not a categorical field")),
         }
@@ -149,8 +212,16 @@ impl<S: Snapshot + ?Sized> Binder<'_, S> {
             (FieldKind::Money, Literal::Money(m)) => Ok(m.0),
             (FieldKind::Date, Literal::Date(day)) => Ok(*day),
             (FieldKind::Int, _) => Err(mismatch(offset, field, "expected an integer")),
-            (FieldKind::Money, _) => Err(mismatch(offset, field, "expected an amount such as 1000 or 99.50")),
-            (FieldKind::Date, _) => Err(mismatch(offset, field, "expected a date such as 2026-01-31")),
+            (FieldKind::Money, _) => Err(mismatch(
+                offset,
+                field,
+                "expected an amount such as 1000 or 99.50",
+            )),
+            (FieldKind::Date, _) => Err(mismatch(
+                offset,
+                field,
+                "expected a date such as 2026-01-31",
+            )),
             _ => Err(mismatch(offset, field, "not a numeric field")),
         }
     }
@@ -173,21 +244,37 @@ impl<S: Snapshot + ?Sized> Binder<'_, S> {
                         CmpOp::Gt => Cmp::Gt,
                         CmpOp::Ge => Cmp::Ge,
                     };
-                    Plan::Num { bsi, cmp, value: num(lit)? }
+                    Plan::Num {
+                        bsi,
+                        cmp,
+                        value: num(lit)?,
+                    }
                 }
                 Predicate::In(values) => {
                     let mut items = Vec::with_capacity(values.len());
                     for lit in values {
-                        items.push(Plan::Num { bsi: Arc::clone(&bsi), cmp: Cmp::Eq, value: num(lit)? });
+                        items.push(Plan::Num {
+                            bsi: Arc::clone(&bsi),
+                            cmp: Cmp::Eq,
+                            value: num(lit)?,
+                        });
                     }
                     Plan::Or(items)
                 }
-                Predicate::Between(low, high) => Plan::Range { bsi, low: num(low)?, high: num(high)? },
+                Predicate::Between(low, high) => Plan::Range {
+                    bsi,
+                    low: num(low)?,
+                    high: num(high)?,
+                },
                 Predicate::Within { days } => {
                     if kind != FieldKind::Date {
                         return Err(mismatch(offset, name, "WITHIN applies to date fields"));
                     }
-                    Plan::Num { bsi, cmp: Cmp::Ge, value: self.today - i64::from(*days) }
+                    Plan::Num {
+                        bsi,
+                        cmp: Cmp::Ge,
+                        value: self.today - i64::from(*days),
+                    }
                 }
                 Predicate::Exists => Plan::Exists(bsi),
             });
@@ -200,21 +287,28 @@ impl<S: Snapshot + ?Sized> Binder<'_, S> {
                 let has = self.exists(&field, kind)?;
                 Ok(Plan::And(vec![has, Plan::Not(Box::new(value))]))
             }
-            Predicate::Cmp(..) | Predicate::Between(..) => {
-                Err(mismatch(offset, name, "ordering comparisons apply to numeric and date fields"))
-            }
+            Predicate::Cmp(..) | Predicate::Between(..) => Err(mismatch(
+                offset,
+                name,
+                "ordering comparisons apply to numeric and date fields",
+            )),
             Predicate::In(values) => {
                 let refs: Vec<&Literal> = values.iter().collect();
                 self.cat_values(&field, kind, &refs, offset)
             }
-            Predicate::Within { .. } => Err(mismatch(offset, name, "WITHIN applies to date fields")),
+            Predicate::Within { .. } => {
+                Err(mismatch(offset, name, "WITHIN applies to date fields"))
+            }
             Predicate::Exists => self.exists(&field, kind),
         }
     }
 
     fn exists(&self, field: &str, _kind: FieldKind) -> Result<Plan> {
         let mut union = RoaringBitmap::new();
-        for key in self.snap.keys_with_prefix(&index::cat_prefix(self.kind, field))? {
+        for key in self
+            .snap
+            .keys_with_prefix(&index::cat_prefix(self.kind, field))?
+        {
             union |= &*self.snap.bitmap(&key)?;
         }
         Ok(Plan::Bitmap(Arc::new(union)))
@@ -226,11 +320,21 @@ fn estimate(plan: &Plan, live: u64) -> u64 {
     match plan {
         Plan::All => live,
         Plan::Bitmap(b) => b.len(),
-        Plan::Num { bsi, cmp: Cmp::Eq, .. } => bsi.exists.len() / 16,
+        Plan::Num {
+            bsi, cmp: Cmp::Eq, ..
+        } => bsi.exists.len() / 16,
         Plan::Num { bsi, .. } | Plan::Range { bsi, .. } => bsi.exists.len() / 2,
         Plan::Exists(bsi) => bsi.exists.len(),
-        Plan::And(items) => items.iter().map(|p| estimate(p, live)).min().unwrap_or(live),
-        Plan::Or(items) => items.iter().map(|p| estimate(p, live)).sum::<u64>().min(live),
+        Plan::And(items) => items
+            .iter()
+            .map(|p| estimate(p, live))
+            .min()
+            .unwrap_or(live),
+        Plan::Or(items) => items
+            .iter()
+            .map(|p| estimate(p, live))
+            .sum::<u64>()
+            .min(live),
         Plan::Not(inner) => live.saturating_sub(estimate(inner, live)),
     }
 }
@@ -274,18 +378,33 @@ fn run(plan: &Plan, within: Option<&RoaringBitmap>, live: &RoaringBitmap) -> Roa
 }
 
 fn binder<'s, S: Snapshot + ?Sized>(snap: &'s S, kind: EntityKind) -> Result<Binder<'s, S>> {
-    Ok(Binder { snap, kind, config: snap.config()?, stack: Vec::new(), today: snap.clock_now().day() })
+    Ok(Binder {
+        snap,
+        kind,
+        config: snap.config()?,
+        stack: Vec::new(),
+        today: snap.clock_now().day(),
+    })
 }
 
 /// Evaluates a query over the live records of a kind.
-pub(crate) fn evaluate<S: Snapshot + ?Sized>(snap: &S, kind: EntityKind, query: &Query) -> Result<RoaringBitmap> {
+pub(crate) fn evaluate<S: Snapshot + ?Sized>(
+    snap: &S,
+    kind: EntityKind,
+    query: &Query,
+) -> Result<RoaringBitmap> {
     let plan = binder(snap, kind)?.bind(query, 0)?;
     let live = snap.bitmap(&index::live_key(kind))?;
     Ok(run(&plan, None, &live))
 }
 
 /// Checks that a dynamic segment binds, and does not refer to itself.
-pub(crate) fn check_segment<S: Snapshot + ?Sized>(snap: &S, name: &str, kind: EntityKind, query: &Query) -> Result<()> {
+pub(crate) fn check_segment<S: Snapshot + ?Sized>(
+    snap: &S,
+    name: &str,
+    kind: EntityKind,
+    query: &Query,
+) -> Result<()> {
     let mut binder = binder(snap, kind)?;
     binder.stack.push(name.to_owned());
     binder.bind(query, 0).map(|_| ())

@@ -96,7 +96,12 @@ fn builtin(kind: EntityKind) -> &'static [(&'static str, FieldKind)] {
             ("created", Date),
         ],
         EntityKind::Product => &[("category", CAT), ("list_price", Money), ("created", Date)],
-        EntityKind::Owner => &[("team", CAT), ("region", CAT), ("capacity", Int), ("created", Date)],
+        EntityKind::Owner => &[
+            ("team", CAT),
+            ("region", CAT),
+            ("capacity", Int),
+            ("created", Date),
+        ],
         EntityKind::Task => &[
             ("status", CAT),
             ("assignee", Id),
@@ -110,7 +115,11 @@ fn builtin(kind: EntityKind) -> &'static [(&'static str, FieldKind)] {
 }
 
 /// Resolves a query field name to its index field name and kind.
-pub(crate) fn resolve(kind: EntityKind, schema: &CustomSchema, name: &str) -> Option<(String, FieldKind)> {
+pub(crate) fn resolve(
+    kind: EntityKind,
+    schema: &CustomSchema,
+    name: &str,
+) -> Option<(String, FieldKind)> {
     if let Some(custom) = name.strip_prefix("custom.") {
         let def = schema.field(custom)?;
         let field_kind = match def.field_type {
@@ -124,5 +133,8 @@ pub(crate) fn resolve(kind: EntityKind, schema: &CustomSchema, name: &str) -> Op
         };
         return Some((name.to_owned(), field_kind));
     }
-    builtin(kind).iter().find(|(n, _)| *n == name).map(|(n, k)| ((*n).to_owned(), *k))
+    builtin(kind)
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(n, k)| ((*n).to_owned(), *k))
 }

@@ -166,7 +166,11 @@ pub struct FieldRef(String);
 
 impl FieldRef {
     fn pred(self, predicate: Predicate) -> Query {
-        Query::Field { field: self.0, predicate, offset: 0 }
+        Query::Field {
+            field: self.0,
+            predicate,
+            offset: 0,
+        }
     }
     /// `field = value`
     pub fn eq(self, value: impl Into<Literal>) -> Query {
@@ -237,7 +241,10 @@ impl Query {
     }
     /// A saved segment (`segment:name`).
     pub fn segment(name: impl Into<String>) -> Query {
-        Query::Segment { name: name.into(), offset: 0 }
+        Query::Segment {
+            name: name.into(),
+            offset: 0,
+        }
     }
     /// A field, to be given a condition.
     pub fn field(name: impl Into<String>) -> FieldRef {
@@ -304,7 +311,9 @@ impl std::fmt::Display for Query {
             Query::Or(items) => join(f, items, " OR "),
             Query::Not(inner) => write!(f, "NOT {inner}"),
             Query::Segment { name, .. } => write!(f, "segment:{name}"),
-            Query::Field { field, predicate, .. } => {
+            Query::Field {
+                field, predicate, ..
+            } => {
                 write!(f, "{field}")?;
                 match predicate {
                     Predicate::Cmp(op, value) => {
@@ -368,7 +377,10 @@ impl SavedSegment {
         let mut rows: Vec<u32> = ids.into_iter().map(|id| id.row()).collect();
         rows.sort_unstable();
         rows.dedup();
-        SavedSegment::Static { kind: I::Record::KIND, rows }
+        SavedSegment::Static {
+            kind: I::Record::KIND,
+            rows,
+        }
     }
 
     /// The entity kind the segment selects.

@@ -19,12 +19,18 @@ pub struct SortBy {
 impl SortBy {
     /// By row id (creation order), ascending.
     pub fn id() -> SortBy {
-        SortBy { field: None, descending: false }
+        SortBy {
+            field: None,
+            descending: false,
+        }
     }
     /// By an indexed field, ascending; records without a value come last. Ties are
     /// broken by row id.
     pub fn field(name: impl Into<String>) -> SortBy {
-        SortBy { field: Some(name.into()), descending: false }
+        SortBy {
+            field: Some(name.into()),
+            descending: false,
+        }
     }
     /// The same order, descending (records without a value still last).
     pub fn descending(mut self) -> SortBy {
@@ -55,7 +61,10 @@ pub struct GroupBy {
 impl GroupBy {
     /// Group by a categorical field (`stage`, `owner`, `region`, `tag`, `custom.x`).
     pub fn new(field: impl Into<String>) -> GroupBy {
-        GroupBy { field: field.into(), sum: None }
+        GroupBy {
+            field: field.into(),
+            sum: None,
+        }
     }
     /// Also sum a numeric field per group.
     pub fn sum(mut self, field: impl Into<String>) -> GroupBy {
@@ -121,7 +130,9 @@ pub(crate) fn page<S: Snapshot + ?Sized, R: Record>(
     cursor: Option<&str>,
 ) -> Result<Page<R>> {
     if limit == 0 || limit > 10_000 {
-        return Err(Error::InvalidArgument("page limit must be 1 to 10000".into()));
+        return Err(Error::InvalidArgument(
+            "page limit must be 1 to 10000".into(),
+        ));
     }
     let kind = R::KIND;
     let matches = snap.ids(kind, query)?;
@@ -152,17 +163,24 @@ pub(crate) fn page<S: Snapshot + ?Sized, R: Record>(
             } else {
                 rows
             };
-            let next = (rows.len() == limit).then(|| rows.last().map(|r| format!("i{r}"))).flatten();
+            let next = (rows.len() == limit)
+                .then(|| rows.last().map(|r| format!("i{r}")))
+                .flatten();
             (rows, next)
         }
         Some(name) => {
             let schema = snap.schema(kind)?;
-            let (field, field_kind) = fields::resolve(kind, &schema, name)
-                .ok_or_else(|| Error::UnknownField { kind, field: name.clone() })?;
+            let (field, field_kind) =
+                fields::resolve(kind, &schema, name).ok_or_else(|| Error::UnknownField {
+                    kind,
+                    field: name.clone(),
+                })?;
             if field_kind.is_numeric() {
                 numeric_page(snap, kind, &field, &matches, sort.descending, limit, cursor)?
             } else if matches!(field_kind, FieldKind::Cat { multi: true } | FieldKind::Text) {
-                return Err(Error::InvalidArgument(format!("cannot sort by multi-valued or text field {name:?}")));
+                return Err(Error::InvalidArgument(format!(
+                    "cannot sort by multi-valued or text field {name:?}"
+                )));
             } else {
                 cat_page(snap, kind, &field, &matches, sort.descending, limit, cursor)?
             }
@@ -173,7 +191,11 @@ pub(crate) fn page<S: Snapshot + ?Sized, R: Record>(
         let id = R::Id::from_row(row);
         items.push((id, snap.get(id)?));
     }
-    Ok(Page { items, next_cursor: next, total })
+    Ok(Page {
+        items,
+        next_cursor: next,
+        total,
+    })
 }
 
 fn numeric_page<S: Snapshot + ?Sized>(
@@ -201,7 +223,13 @@ fn numeric_page<S: Snapshot + ?Sized>(
     };
     let top = bsi.top_k(&valued, limit as u64, descending);
     let mut rows: Vec<(i64, u32)> = top.iter().map(|r| (bsi.value(r).unwrap_or(0), r)).collect();
-    rows.sort_by(|a, b| if descending { b.0.cmp(&a.0).then(a.1.cmp(&b.1)) } else { a.cmp(b) });
+    rows.sort_by(|a, b| {
+        if descending {
+            b.0.cmp(&a.0).then(a.1.cmp(&b.1))
+        } else {
+            a.cmp(b)
+        }
+    });
     let mut out: Vec<u32> = rows.iter().map(|(_, r)| *r).collect();
     let mut next = rows.last().map(|(v, r)| format!("v{v}:{r}"));
     if out.len() < limit {
@@ -284,18 +312,29 @@ pub(crate) fn group_by<S: Snapshot + ?Sized>(
     group: &GroupBy,
 ) -> Result<Vec<Group>> {
     let schema = snap.schema(kind)?;
-    let (field, field_kind) = fields::resolve(kind, &schema, &group.field)
-        .ok_or_else(|| Error::UnknownField { kind, field: group.field.clone() })?;
+    let (field, field_kind) =
+        fields::resolve(kind, &schema, &group.field).ok_or_else(|| Error::UnknownField {
+            kind,
+            field: group.field.clone(),
+        })?;
     if field_kind.is_numeric() || field_kind == FieldKind::Text {
-        return Err(Error::InvalidArgument(format!("cannot group by numeric or text field {:?}", group.field)));
+        return Err(Error::InvalidArgument(format!(
+            "cannot group by numeric or text field {:?}",
+            group.field
+        )));
     }
     let sum_bsi = match &group.sum {
         None => None,
         Some(name) => {
-            let (sum_field, sum_kind) = fields::resolve(kind, &schema, name)
-                .ok_or_else(|| Error::UnknownField { kind, field: name.clone() })?;
+            let (sum_field, sum_kind) =
+                fields::resolve(kind, &schema, name).ok_or_else(|| Error::UnknownField {
+                    kind,
+                    field: name.clone(),
+                })?;
             if !sum_kind.is_numeric() {
-                return Err(Error::InvalidArgument(format!("cannot sum non-numeric field {name:?}")));
+                return Err(Error::InvalidArgument(format!(
+                    "cannot sum non-numeric field {name:?}"
+                )));
             }
             Some(snap.bsi(&index::bsi_base(kind, &sum_field))?)
         }

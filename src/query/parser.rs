@@ -63,7 +63,13 @@ fn is_word_char(c: char) -> bool {
 
 impl<'a> Lexer<'a> {
     fn err(&self, offset: usize, expected: &str, found: String) -> QueryError {
-        QueryError { offset, kind: QueryErrorKind::Expected { expected: expected.into(), found } }
+        QueryError {
+            offset,
+            kind: QueryErrorKind::Expected {
+                expected: expected.into(),
+                found,
+            },
+        }
     }
 
     /// The next token and its byte offset.
@@ -117,7 +123,9 @@ impl<'a> Lexer<'a> {
                 Err(self.err(self.text.len(), "a closing quote", "end of input".into()))
             }
             _ if is_word_char(c) => {
-                let len = trimmed.find(|ch: char| !is_word_char(ch)).unwrap_or(trimmed.len());
+                let len = trimmed
+                    .find(|ch: char| !is_word_char(ch))
+                    .unwrap_or(trimmed.len());
                 self.pos += len;
                 Ok((Tok::Word(trimmed[..len].to_owned()), start))
             }
@@ -137,15 +145,27 @@ fn keyword(tok: &Tok, kw: &str) -> bool {
     matches!(tok, Tok::Word(w) if w.eq_ignore_ascii_case(kw))
 }
 
-const KEYWORDS: [&str; 8] = ["and", "or", "not", "in", "between", "within", "exists", "segment"];
+const KEYWORDS: [&str; 8] = [
+    "and", "or", "not", "in", "between", "within", "exists", "segment",
+];
 
 pub(super) fn parse(text: &str) -> Result<Query, QueryError> {
     if text.len() > MAX_QUERY_BYTES {
-        return Err(QueryError { offset: MAX_QUERY_BYTES, kind: QueryErrorKind::TooLong { limit: MAX_QUERY_BYTES } });
+        return Err(QueryError {
+            offset: MAX_QUERY_BYTES,
+            kind: QueryErrorKind::TooLong {
+                limit: MAX_QUERY_BYTES,
+            },
+        });
     }
     let mut lexer = Lexer { text, pos: 0 };
     let (tok, at) = lexer.next()?;
-    let mut parser = Parser { lexer, tok, at, depth: 0 };
+    let mut parser = Parser {
+        lexer,
+        tok,
+        at,
+        depth: 0,
+    };
     let query = parser.or()?;
     if parser.tok != Tok::Eof {
         return Err(parser.expected("AND, OR or end of input"));
@@ -164,14 +184,22 @@ impl Parser<'_> {
     fn expected(&self, what: &str) -> QueryError {
         QueryError {
             offset: self.at,
-            kind: QueryErrorKind::Expected { expected: what.into(), found: describe(&self.tok) },
+            kind: QueryErrorKind::Expected {
+                expected: what.into(),
+                found: describe(&self.tok),
+            },
         }
     }
 
     fn descend(&mut self) -> Result<(), QueryError> {
         self.depth += 1;
         if self.depth > MAX_QUERY_DEPTH {
-            return Err(QueryError { offset: self.at, kind: QueryErrorKind::TooDeep { limit: MAX_QUERY_DEPTH } });
+            return Err(QueryError {
+                offset: self.at,
+                kind: QueryErrorKind::TooDeep {
+                    limit: MAX_QUERY_DEPTH,
+                },
+            });
         }
         Ok(())
     }
@@ -182,7 +210,11 @@ impl Parser<'_> {
             self.bump()?;
             items.push(self.and()?);
         }
-        Ok(if items.len() == 1 { items.remove(0) } else { Query::Or(items) })
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Query::Or(items)
+        })
     }
 
     fn and(&mut self) -> Result<Query, QueryError> {
@@ -191,7 +223,11 @@ impl Parser<'_> {
             self.bump()?;
             items.push(self.not()?);
         }
-        Ok(if items.len() == 1 { items.remove(0) } else { Query::And(items) })
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Query::And(items)
+        })
     }
 
     fn not(&mut self) -> Result<Query, QueryError> {
@@ -231,15 +267,24 @@ impl Parser<'_> {
     }
 
     fn after_field(&mut self, field: String, offset: usize) -> Result<Query, QueryError> {
-        let valid_name = field.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+        let valid_name = field
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
             && !field.starts_with(|c: char| c.is_ascii_digit());
         if !valid_name {
             return Err(QueryError {
                 offset,
-                kind: QueryErrorKind::Expected { expected: "a field name".into(), found: format!("{field:?}") },
+                kind: QueryErrorKind::Expected {
+                    expected: "a field name".into(),
+                    found: format!("{field:?}"),
+                },
             });
         }
-        let field_pred = |predicate| Query::Field { field: field.clone(), predicate, offset };
+        let field_pred = |predicate| Query::Field {
+            field: field.clone(),
+            predicate,
+            offset,
+        };
         match self.tok.clone() {
             Tok::Colon => {
                 self.bump()?;
@@ -249,12 +294,18 @@ impl Parser<'_> {
                     (other, at) => {
                         return Err(QueryError {
                             offset: at,
-                            kind: QueryErrorKind::Expected { expected: "a value after \":\"".into(), found: describe(&other) },
+                            kind: QueryErrorKind::Expected {
+                                expected: "a value after \":\"".into(),
+                                found: describe(&other),
+                            },
                         });
                     }
                 };
                 if field.eq_ignore_ascii_case("segment") {
-                    return Ok(Query::Segment { name: value, offset });
+                    return Ok(Query::Segment {
+                        name: value,
+                        offset,
+                    });
                 }
                 Ok(field_pred(Predicate::Cmp(CmpOp::Eq, Literal::Str(value))))
             }
@@ -333,9 +384,16 @@ impl Parser<'_> {
             Tok::Word(w) if w.eq_ignore_ascii_case("false") => Literal::Bool(false),
             Tok::Word(w) => match parse_number_or_date(w) {
                 Some(literal) => literal,
-                None => return Err(self.expected("a value: \"string\", number, date (2026-01-31), true or false")),
+                None => {
+                    return Err(self
+                        .expected("a value: \"string\", number, date (2026-01-31), true or false"));
+                }
             },
-            _ => return Err(self.expected("a value: \"string\", number, date (2026-01-31), true or false")),
+            _ => {
+                return Err(
+                    self.expected("a value: \"string\", number, date (2026-01-31), true or false")
+                );
+            }
         };
         self.bump()?;
         Ok(literal)
@@ -359,12 +417,20 @@ fn parse_number_or_date(word: &str) -> Option<Literal> {
         None => (1, word),
     };
     let (whole, frac) = digits.split_once('.')?;
-    if whole.is_empty() || frac.is_empty() || frac.len() > 2 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if whole.is_empty()
+        || frac.is_empty()
+        || frac.len() > 2
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let whole: i64 = whole.parse().ok()?;
     let frac_value: i64 = frac.parse().ok()?;
-    let frac_minor = if frac.len() == 1 { frac_value * 10 } else { frac_value };
+    let frac_minor = if frac.len() == 1 {
+        frac_value * 10
+    } else {
+        frac_value
+    };
     let minor = whole.checked_mul(100)?.checked_add(frac_minor)?;
     Some(Literal::Decimal(sign * minor))
 }

@@ -59,7 +59,11 @@ pub struct FieldDef {
 impl FieldDef {
     /// An optional field.
     pub fn new(name: impl Into<String>, field_type: FieldType) -> FieldDef {
-        FieldDef { name: name.into(), field_type, required: false }
+        FieldDef {
+            name: name.into(),
+            field_type,
+            required: false,
+        }
     }
 
     /// The same field, required on every write.
@@ -97,7 +101,9 @@ pub struct CustomSchema {
 pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_BYTES
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -148,10 +154,17 @@ impl CustomSchema {
     }
 
     /// Checks a record's custom values against the schema.
-    pub(crate) fn validate(&self, kind: EntityKind, values: &BTreeMap<String, Value>) -> Result<()> {
+    pub(crate) fn validate(
+        &self,
+        kind: EntityKind,
+        values: &BTreeMap<String, Value>,
+    ) -> Result<()> {
         for (name, value) in values {
             let Some(def) = self.fields.get(name) else {
-                return Err(Error::UnknownField { kind, field: format!("custom.{name}") });
+                return Err(Error::UnknownField {
+                    kind,
+                    field: format!("custom.{name}"),
+                });
             };
             let invalid = |reason: String| Error::InvalidField {
                 kind,

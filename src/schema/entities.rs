@@ -232,7 +232,10 @@ pub struct LineItem {
 impl LineItem {
     /// `quantity × unit_price`, `None` on overflow.
     pub fn amount(&self) -> Option<Money> {
-        self.unit_price.0.checked_mul(i64::from(self.quantity)).map(Money)
+        self.unit_price
+            .0
+            .checked_mul(i64::from(self.quantity))
+            .map(Money)
     }
 }
 
@@ -292,7 +295,11 @@ pub struct Deal {
 impl Deal {
     /// The pipeline name with the empty default resolved.
     pub fn pipeline_name(&self) -> &str {
-        if self.pipeline.is_empty() { crate::lifecycle::DEFAULT_PIPELINE } else { &self.pipeline }
+        if self.pipeline.is_empty() {
+            crate::lifecycle::DEFAULT_PIPELINE
+        } else {
+            &self.pipeline
+        }
     }
 }
 
@@ -604,7 +611,10 @@ impl sealed::RecordInternal for Contact {
     }
 
     fn unique_keys(&self) -> Vec<(&'static str, String)> {
-        self.email.iter().map(|e| ("contact.email", normalise_key(e))).collect()
+        self.email
+            .iter()
+            .map(|e| ("contact.email", normalise_key(e)))
+            .collect()
     }
 
     fn terms(&self, t: &mut Terms) {
@@ -620,7 +630,10 @@ impl sealed::RecordInternal for Contact {
         for tag in &self.tags {
             t.cat("tag", tag);
         }
-        t.cat("unsubscribed", if self.unsubscribed { "true" } else { "false" });
+        t.cat(
+            "unsubscribed",
+            if self.unsubscribed { "true" } else { "false" },
+        );
         t.num("lifetime_value", self.lifetime_value.0);
         t.num("order_count", i64::from(self.stats.order_count));
         t.num("total_spent", self.stats.total_spent.0);
@@ -736,8 +749,16 @@ impl sealed::RecordInternal for Deal {
         opt_ref(EntityKind::Owner, self.owner, &mut out);
         opt_ref(EntityKind::Account, self.account, &mut out);
         opt_ref(EntityKind::Contact, self.contact, &mut out);
-        out.extend(self.participants.iter().map(|c| (EntityKind::Contact, c.get())));
-        out.extend(self.line_items.iter().map(|l| (EntityKind::Product, l.product.get())));
+        out.extend(
+            self.participants
+                .iter()
+                .map(|c| (EntityKind::Contact, c.get())),
+        );
+        out.extend(
+            self.line_items
+                .iter()
+                .map(|l| (EntityKind::Product, l.product.get())),
+        );
         out
     }
 
@@ -818,7 +839,11 @@ impl sealed::RecordInternal for Order {
         let mut out = Vec::new();
         opt_ref(EntityKind::Contact, self.contact, &mut out);
         opt_ref(EntityKind::Account, self.account, &mut out);
-        out.extend(self.line_items.iter().map(|l| (EntityKind::Product, l.product.get())));
+        out.extend(
+            self.line_items
+                .iter()
+                .map(|l| (EntityKind::Product, l.product.get())),
+        );
         out
     }
 
@@ -831,7 +856,10 @@ impl sealed::RecordInternal for Order {
     fn check(&self) -> Result<(), String> {
         let sum = lines_total(&self.line_items)?;
         if !self.line_items.is_empty() && sum != self.total {
-            return Err(format!("total {} differs from the line items' sum {sum}", self.total));
+            return Err(format!(
+                "total {} differs from the line items' sum {sum}",
+                self.total
+            ));
         }
         if self.total.0 < 0 {
             return Err("total is negative".into());

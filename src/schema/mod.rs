@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 pub use custom::{CustomSchema, FieldDef, FieldType, Value};
 pub use entities::{
-    Account, Activity, ActivityKind, ContactRole, Contact, ContactStats, Deal, Direction,
-    LineItem, Order, OrderStatus, Owner, Product, Subject, Task, TaskStatus,
+    Account, Activity, ActivityKind, Contact, ContactRole, ContactStats, Deal, Direction, LineItem,
+    Order, OrderStatus, Owner, Product, Subject, Task, TaskStatus,
 };
 
 pub use entities::Record;
@@ -144,7 +144,9 @@ ids! {
 }
 
 /// A point in time: whole seconds since the Unix epoch, UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 pub struct Timestamp(pub i64);
 
 /// Seconds in a day.
@@ -211,7 +213,11 @@ pub(crate) fn civil_from_days(days: i64) -> (i32, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = if m <= 2 { y + 1 } else { y };
-    (y.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32, m, d)
+    (
+        y.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+        m,
+        d,
+    )
 }
 
 fn days_in_month(year: i32, month: u32) -> u32 {
@@ -226,7 +232,9 @@ fn days_in_month(year: i32, month: u32) -> u32 {
 }
 
 /// An amount of money in integer minor units (cents, fen). Never a float.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 pub struct Money(pub i64);
 
 impl Money {
