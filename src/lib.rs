@@ -94,11 +94,14 @@ mod schema;
 mod storage;
 mod txn;
 
+pub mod analytics;
+mod assign;
 mod bulk;
 pub mod demo;
 
 pub use roaring::RoaringBitmap;
 
+pub use crate::assign::{Assignment, AssignmentRule, assignment};
 pub use crate::bulk::{BulkLoad, BulkReport};
 pub use crate::db::{Builder, Clock, Database, DatabaseStats, KindStats, ManualClock, SystemClock};
 pub use crate::error::{Error, QueryError, QueryErrorKind, Result};

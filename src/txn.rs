@@ -549,6 +549,7 @@ pub struct WriteTransaction {
     next_rows: HashMap<EntityKind, u32>,
     config: Option<Arc<Config>>,
     actor: String,
+    time_override: Option<Timestamp>,
     poisoned: bool,
 }
 
@@ -588,6 +589,7 @@ impl WriteTransaction {
             next_rows: HashMap::new(),
             config: None,
             actor: SYSTEM_ACTOR.to_owned(),
+            time_override: None,
             poisoned: false,
         })
     }
@@ -620,7 +622,13 @@ impl WriteTransaction {
 
     /// The transaction clock's current time.
     pub fn now(&self) -> Timestamp {
-        self.inner.clock.now()
+        self.time_override.unwrap_or_else(|| self.inner.clock.now())
+    }
+
+    /// Backdates this transaction's clock, for imports of historical data: created and
+    /// updated times and stage-history times use `at` until reset with `None`.
+    pub fn set_time(&mut self, at: Option<Timestamp>) {
+        self.time_override = at;
     }
 
     /// Commits rows, indexes and histories atomically.
@@ -700,7 +708,7 @@ impl WriteTransaction {
 
     // ---- validation helpers (no mutation) ----
 
-    fn check_record<R: Record>(&mut self, record: &R, row: Option<u32>) -> Result<()> {
+    pub(crate) fn check_record<R: Record>(&mut self, record: &R, row: Option<u32>) -> Result<()> {
         record.check().map_err(|reason| Error::InvalidField {
             kind: R::KIND,
             field: "record".into(),
@@ -907,8 +915,17 @@ impl WriteTransaction {
         }
         record.set_updated_at(now);
         record.set_deleted_at(None);
+        let mut assignment = None;
         if let Some(contact) = (&mut record as &mut dyn std::any::Any).downcast_mut::<Contact>() {
             contact.stats = Default::default();
+            contact.assigned_by = None;
+            if contact.owner.is_none() {
+                assignment = crate::assign::decide(self, contact, now)?;
+                if let Some(decision) = &assignment {
+                    contact.owner = Some(decision.owner);
+                    contact.assigned_by = Some(decision.rule.clone());
+                }
+            }
         }
         if let Some(order) = (&mut record as &mut dyn std::any::Any).downcast_mut::<Order>()
             && order.total.0 == 0
@@ -936,6 +953,9 @@ impl WriteTransaction {
             self.append_history(R::KIND, row, &change)?;
         }
         self.apply_follow_up(follow_up)?;
+        if let Some(decision) = assignment {
+            self.record_assignment(&decision)?;
+        }
         Ok(R::Id::from_row(row))
     }
 
@@ -943,6 +963,17 @@ impl WriteTransaction {
         let next = self.allocate_row(kind)?;
         self.next_rows.insert(kind, next);
         Ok(next)
+    }
+
+    /// Writes a contact whose owner the assignment rules chose, keeping its rule name.
+    pub(crate) fn update_assigned(&mut self, id: ContactId, mut contact: Contact) -> Result<()> {
+        let old = self.live_record(id)?;
+        let assigned_by = contact.assigned_by.take();
+        contact.keep_engine_fields(&old);
+        contact.assigned_by = assigned_by;
+        contact.set_updated_at(self.now());
+        self.check_record(&contact, Some(id.get()))?;
+        self.write_row(id.get(), Some(&old), &contact)
     }
 
     /// Replaces a live record. Engine-maintained fields are kept; a changed stage is a
@@ -1185,6 +1216,26 @@ impl WriteTransaction {
             }
             let old_terms = record_terms(&old);
             tx.delta.diff(kind, row, Some(&old_terms), None);
+            if kind == EntityKind::Contact {
+                // Derived indexes written by refresh_rfm are not part of the row's terms.
+                for field in crate::analytics::RFM_FIELDS {
+                    let base = index::bsi_base(kind, field);
+                    if let Some(value) = tx.bsi(&base)?.value(row) {
+                        tx.delta
+                            .nums
+                            .entry(base)
+                            .or_default()
+                            .change(row, Some(value), None);
+                    }
+                }
+                for field in crate::analytics::TIER_FIELDS {
+                    for key in tx.keys_with_prefix(&index::cat_prefix(kind, field))? {
+                        if tx.bitmap(&key)?.contains(row) {
+                            tx.delta.set_key(&key, row, false);
+                        }
+                    }
+                }
+            }
             let txn = tx.txn()?;
             txn.open_table(storage::rows(kind))?.remove(row)?;
             let mut unique = txn.open_table(storage::UNIQUE)?;
@@ -1765,6 +1816,6 @@ impl SnapshotInternal for WriteTransaction {
     }
 
     fn clock_now(&self) -> Timestamp {
-        self.inner.clock.now()
+        self.now()
     }
 }

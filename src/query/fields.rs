@@ -53,6 +53,11 @@ fn builtin(kind: EntityKind) -> &'static [(&'static str, FieldKind)] {
             ("last_activity", Date),
             ("created", Date),
             ("birth_year", Int),
+            ("rfm.recency", Int),
+            ("rfm.frequency", Int),
+            ("rfm.monetary", Int),
+            ("tier", CAT),
+            ("band", CAT),
         ],
         EntityKind::Account => &[
             ("industry", CAT),

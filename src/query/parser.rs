@@ -385,8 +385,9 @@ impl Parser<'_> {
             Tok::Word(w) => match parse_number_or_date(w) {
                 Some(literal) => literal,
                 None => {
-                    return Err(self
-                        .expected("a value: \"string\", number, date (2026-01-31), true or false"));
+                    return Err(self.expected(
+                        "a value: \"string\", number, date (2026-01-31), true or false",
+                    ));
                 }
             },
             _ => {

@@ -181,6 +181,8 @@ pub struct Contact {
     pub lifetime_value: Money,
     /// *Engine-maintained* figures from orders and activities.
     pub stats: ContactStats,
+    /// *Engine-maintained*: the assignment rule that gave the contact its owner.
+    pub assigned_by: Option<String>,
     /// Custom field values, checked against the contact schema.
     pub custom: BTreeMap<String, Value>,
     /// Creation time; the transaction clock fills it in when `None` on insert.
@@ -653,6 +655,7 @@ impl sealed::RecordInternal for Contact {
 
     fn keep_engine_fields(&mut self, stored: &Self) {
         self.stats = stored.stats.clone();
+        self.assigned_by = stored.assigned_by.clone();
         self.created_at = self.created_at.or(stored.created_at);
         self.updated_at = stored.updated_at;
         self.deleted_at = stored.deleted_at;
