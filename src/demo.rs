@@ -7,8 +7,9 @@
 use crate::bulk::BulkLoad;
 use crate::db::Database;
 use crate::error::Result;
+use crate::lifecycle::Stage;
 use crate::schema::{
-    Account, AccountId, Activity, ActivityKind, Contact, ContactId, ContactRole, Direction,
+    Account, AccountId, Activity, ActivityKind, Contact, ContactId, ContactRole, Deal, Direction,
     LineItem, Money, Order, OrderStatus, Owner, OwnerId, Product, ProductId, Subject, Timestamp,
 };
 
@@ -176,6 +177,16 @@ pub struct DemoContact {
     pub activities: Vec<Activity>,
 }
 
+/// A generated deal and the stage moves it goes through.
+#[derive(Debug, Clone)]
+pub struct DemoDeal {
+    /// The deal as inserted (in the first stage, at `created_at`).
+    pub deal: Deal,
+    /// Later moves: when, and to which stage. A move to `won` comes with a close date
+    /// set on the deal, a move to `lost` with a lost reason.
+    pub moves: Vec<(Timestamp, Stage)>,
+}
+
 /// What [`Generator::load`] inserted.
 #[derive(Debug, Clone, Default)]
 pub struct DemoSummary {
@@ -191,6 +202,8 @@ pub struct DemoSummary {
     pub orders: u64,
     /// Activities inserted.
     pub activities: u64,
+    /// Deals inserted.
+    pub deals: u64,
 }
 
 impl Generator {
@@ -200,6 +213,64 @@ impl Generator {
             contacts,
             ..Generator::default()
         }
+    }
+
+    /// Number of deals: one per 10 contacts, at least one.
+    pub fn deals(&self) -> u32 {
+        (self.contacts / 10).max(1)
+    }
+
+    /// Deal `i` with its stage moves through the default pipeline. Refers to contact
+    /// `10 * i` and its account, owner and products by their load-order row ids.
+    pub fn deal(&self, i: u32) -> DemoDeal {
+        const OPEN: [&str; 5] = ["lead", "qualified", "needs_analysis", "proposal", "negotiation"];
+        let mut rng = self.rng(4, u64::from(i));
+        let contact_row = (i * 10).min(self.contacts.saturating_sub(1));
+        let demo_contact = self.contact(contact_row);
+        let created = self.now.plus_days(-(rng.below(720) as i64) - 30);
+        let product = ProductId::new(rng.zipf(PRODUCTS, 1.0) as u32);
+        let quantity = 1 + rng.below(20) as u32;
+        let unit_price = Money(10_000 + rng.below(500_000) as i64);
+        let deal = Deal {
+            name: format!("Deal {i}"),
+            pipeline: String::new(),
+            account: demo_contact.contact.account,
+            contact: Some(ContactId::new(contact_row)),
+            owner: Some(OwnerId::new(rng.zipf(OWNERS, 0.8) as u32)),
+            amount: Money(unit_price.0 * i64::from(quantity)),
+            currency: "CNY".into(),
+            line_items: vec![LineItem { product, quantity, unit_price }],
+            created_at: Some(created),
+            ..Default::default()
+        };
+        let mut moves = Vec::new();
+        let mut at = created;
+        let mut position = 0usize;
+        loop {
+            at = at.plus_days(1 + rng.below(30) as i64);
+            if at >= self.now {
+                break;
+            }
+            let roll = rng.below(100);
+            if roll < 12 {
+                moves.push((at, Stage::new("lost")));
+                break;
+            }
+            if position == OPEN.len() - 1 {
+                if roll < 60 {
+                    moves.push((at, Stage::new("won")));
+                    break;
+                }
+                continue;
+            }
+            // Mostly one stage forward, sometimes a skip.
+            position = (position + 1 + usize::from(roll > 90)).min(OPEN.len() - 1);
+            moves.push((at, Stage::new(OPEN[position])));
+            if roll > 85 {
+                break;
+            }
+        }
+        DemoDeal { deal, moves }
     }
 
     /// Number of accounts: one per 50 contacts, at least one.
@@ -416,6 +487,31 @@ impl Generator {
             })?;
             start = end;
             progress(u64::from(start));
+        }
+        let deals = self.deals();
+        let mut start = 0;
+        while start < deals {
+            let end = (start + BATCH).min(deals);
+            db.write(|tx| {
+                for i in start..end {
+                    let demo = self.deal(i);
+                    tx.set_time(demo.deal.created_at);
+                    let id = tx.insert(demo.deal)?;
+                    for (at, stage) in demo.moves {
+                        tx.set_time(Some(at));
+                        match stage.as_str() {
+                            "won" => tx.modify(id, |d| d.close_date = Some(at))?,
+                            "lost" => tx.modify(id, |d| d.lost_reason = Some("price".into()))?,
+                            _ => {}
+                        }
+                        tx.move_stage(id, stage)?;
+                    }
+                    summary.deals += 1;
+                }
+                tx.set_time(None);
+                Ok(())
+            })?;
+            start = end;
         }
         Ok(summary)
     }

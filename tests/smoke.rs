@@ -37,3 +37,22 @@ fn smoke() -> crmdb::Result<()> {
     eprintln!("count {n}");
     Ok(())
 }
+
+#[test]
+fn demo_analytics_smoke() -> crmdb::Result<()> {
+    use crmdb::analytics;
+    let g = crmdb::demo::Generator::new(3000);
+    let db = Database::in_memory()?;
+    let s = g.load(&db, |_| {})?;
+    assert_eq!(s.deals, 300);
+    let from = g.now.plus_days(-800);
+    let f = db.read(|r| analytics::funnel(r, &analytics::FunnelRequest { pipeline: "default".into(), from, to: g.now, segment: None }))?;
+    eprintln!("{f:#?}");
+    let ranking = db.read(|r| analytics::owner_ranking(r, from, g.now, analytics::OwnerSort::WonAmount))?;
+    eprintln!("{:?}", &ranking[..3]);
+    let st = db.write(|tx| tx.refresh_rfm(g.now))?;
+    eprintln!("{st:?}");
+    let n = db.read(|r| r.count(EntityKind::Contact, &Query::parse("tier:top20 AND rfm.recency >= 4")?))?;
+    eprintln!("top20 & recency>=4: {n}");
+    Ok(())
+}
