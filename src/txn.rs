@@ -688,21 +688,17 @@ impl WriteTransaction {
         Ok(())
     }
 
-    fn allocate_row(&mut self, kind: EntityKind) -> Result<u32> {
-        let next = match self.next_rows.get(&kind) {
-            Some(next) => *next,
-            None => {
-                let key = format!("{}{kind}", meta::NEXT_ROW);
-                match self.meta_bytes(&key)? {
-                    Some(bytes) => codec::decode("meta", &key, &bytes)?,
-                    None => 0u32,
-                }
-            }
+    /// The row id the next insert of `kind` will take; nothing is reserved.
+    fn next_row(&mut self, kind: EntityKind) -> Result<u32> {
+        if let Some(next) = self.next_rows.get(&kind) {
+            return Ok(*next);
+        }
+        let key = format!("{}{kind}", meta::NEXT_ROW);
+        let next = match self.meta_bytes(&key)? {
+            Some(bytes) => codec::decode("meta", &key, &bytes)?,
+            None => 0u32,
         };
-        let after = next
-            .checked_add(1)
-            .ok_or_else(|| Error::LimitExceeded(format!("{kind} row ids are exhausted")))?;
-        self.next_rows.insert(kind, after);
+        self.next_rows.insert(kind, next);
         Ok(next)
     }
 
@@ -941,13 +937,18 @@ impl WriteTransaction {
                 })
                 .unwrap_or(order.total);
         }
-        // Rows are allocated lazily: peek without consuming until validation passes.
-        let row = self.peek_row(R::KIND)?;
+        // The row id is taken only once validation has passed.
+        let row = self.next_row(R::KIND)?;
+        if row == u32::MAX {
+            return Err(Error::LimitExceeded(format!(
+                "{} row ids are exhausted",
+                R::KIND
+            )));
+        }
         self.check_record(&record, None)?;
         let change = self.check_stage(row, None, &mut record, MoveOp::Create)?;
         let follow_up = self.follow_up_of(row, &record, None)?;
-        let allocated = self.allocate_row(R::KIND)?;
-        debug_assert_eq!(allocated, row);
+        self.next_rows.insert(R::KIND, row + 1);
         self.write_row(row, None, &record)?;
         if let Some(change) = change {
             self.append_history(R::KIND, row, &change)?;
@@ -957,12 +958,6 @@ impl WriteTransaction {
             self.record_assignment(&decision)?;
         }
         Ok(R::Id::from_row(row))
-    }
-
-    fn peek_row(&mut self, kind: EntityKind) -> Result<u32> {
-        let next = self.allocate_row(kind)?;
-        self.next_rows.insert(kind, next);
-        Ok(next)
     }
 
     /// Writes a contact whose owner the assignment rules chose, keeping its rule name.
