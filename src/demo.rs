@@ -223,7 +223,13 @@ impl Generator {
     /// Deal `i` with its stage moves through the default pipeline. Refers to contact
     /// `10 * i` and its account, owner and products by their load-order row ids.
     pub fn deal(&self, i: u32) -> DemoDeal {
-        const OPEN: [&str; 5] = ["lead", "qualified", "needs_analysis", "proposal", "negotiation"];
+        const OPEN: [&str; 5] = [
+            "lead",
+            "qualified",
+            "needs_analysis",
+            "proposal",
+            "negotiation",
+        ];
         let mut rng = self.rng(4, u64::from(i));
         let contact_row = (i * 10).min(self.contacts.saturating_sub(1));
         let demo_contact = self.contact(contact_row);
@@ -239,7 +245,11 @@ impl Generator {
             owner: Some(OwnerId::new(rng.zipf(OWNERS, 0.8) as u32)),
             amount: Money(unit_price.0 * i64::from(quantity)),
             currency: "CNY".into(),
-            line_items: vec![LineItem { product, quantity, unit_price }],
+            line_items: vec![LineItem {
+                product,
+                quantity,
+                unit_price,
+            }],
             created_at: Some(created),
             ..Default::default()
         };

@@ -316,7 +316,7 @@ pub trait Snapshot: SnapshotInternal {
 
 impl<T: SnapshotInternal> Snapshot for T {}
 
-fn open_once<'a, T>(cell: &'a OnceCell<T>, open: impl FnOnce() -> Result<T>) -> Result<&'a T> {
+fn open_once<T>(cell: &OnceCell<T>, open: impl FnOnce() -> Result<T>) -> Result<&T> {
     if let Some(value) = cell.get() {
         return Ok(value);
     }
@@ -705,11 +705,13 @@ impl WriteTransaction {
     // ---- validation helpers (no mutation) ----
 
     pub(crate) fn check_record<R: Record>(&mut self, record: &R, row: Option<u32>) -> Result<()> {
-        record.check().map_err(|reason| Error::InvalidField {
-            kind: R::KIND,
-            field: "record".into(),
-            reason,
-        })?;
+        record
+            .check()
+            .map_err(|(field, reason)| Error::InvalidField {
+                kind: R::KIND,
+                field: field.into(),
+                reason,
+            })?;
         let config = self.config_arc()?;
         config.schema(R::KIND).validate(R::KIND, record.custom())?;
         for (target_kind, target_id) in record.references() {

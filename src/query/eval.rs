@@ -186,7 +186,7 @@ impl<S: Snapshot + ?Sized> Binder<'_, S> {
             (FieldKind::Cat { .. }, Literal::Str(s)) => {
                 if field == "tag" {
                     let key = index::cat_key(self.kind, field, s);
-                    let known = self.snap.keys_with_prefix(&key)?.iter().any(|k| *k == key);
+                    let known = self.snap.keys_with_prefix(&key)?.contains(&key);
                     if !known {
                         return Err(qerr(offset, QueryErrorKind::UnknownTag(s.clone())));
                     }

@@ -31,7 +31,7 @@ pub(crate) mod sealed {
         /// Copies engine-maintained fields from the stored version onto a caller's update.
         fn keep_engine_fields(&mut self, stored: &Self);
         /// Checks invariants that need no other record (lengths, totals).
-        fn check(&self) -> Result<(), String>;
+        fn check(&self) -> Result<(), FieldProblem>;
         /// The tag set, for records that carry tags.
         fn tags_mut(&mut self) -> Option<&mut BTreeSet<String>> {
             None
@@ -61,19 +61,22 @@ pub(crate) const MAX_TAGS: usize = 256;
 /// Most line items on one order or deal.
 pub(crate) const MAX_LINE_ITEMS: usize = 1024;
 
-fn check_text(name: &str, value: &str) -> Result<(), String> {
+/// A field that failed a record check, and why.
+pub(crate) type FieldProblem = (&'static str, String);
+
+fn check_text(name: &'static str, value: &str) -> Result<(), FieldProblem> {
     if value.len() > MAX_FIELD_BYTES {
-        return Err(format!("{name} is longer than {MAX_FIELD_BYTES} bytes"));
+        return Err((name, format!("longer than {MAX_FIELD_BYTES} bytes")));
     }
     Ok(())
 }
 
-fn check_tags(tags: &BTreeSet<String>) -> Result<(), String> {
+fn check_tags(tags: &BTreeSet<String>) -> Result<(), FieldProblem> {
     if tags.len() > MAX_TAGS {
-        return Err(format!("more than {MAX_TAGS} tags"));
+        return Err(("tags", format!("more than {MAX_TAGS} tags")));
     }
     for tag in tags {
-        crate::index::check_tag(tag)?;
+        crate::index::check_tag(tag).map_err(|reason| ("tags", reason))?;
     }
     Ok(())
 }
@@ -241,14 +244,21 @@ impl LineItem {
     }
 }
 
-fn lines_total(lines: &[LineItem]) -> Result<Money, String> {
+fn lines_total(lines: &[LineItem]) -> Result<Money, FieldProblem> {
     if lines.len() > MAX_LINE_ITEMS {
-        return Err(format!("more than {MAX_LINE_ITEMS} line items"));
+        return Err((
+            "line_items",
+            format!("more than {MAX_LINE_ITEMS} line items"),
+        ));
     }
     let mut total = 0i64;
     for line in lines {
-        let amount = line.amount().ok_or("line amount overflows")?;
-        total = total.checked_add(amount.0).ok_or("order total overflows")?;
+        let amount = line
+            .amount()
+            .ok_or(("line_items", "line amount overflows".to_owned()))?;
+        total = total
+            .checked_add(amount.0)
+            .ok_or(("line_items", "total overflows".to_owned()))?;
     }
     Ok(Money(total))
 }
@@ -661,7 +671,7 @@ impl sealed::RecordInternal for Contact {
         self.deleted_at = stored.deleted_at;
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), FieldProblem> {
         check_text("name", &self.name)?;
         for (name, value) in [
             ("email", &self.email),
@@ -677,7 +687,7 @@ impl sealed::RecordInternal for Contact {
         if let Some(email) = &self.email
             && !crate::txn::looks_like_email(email)
         {
-            return Err(format!("email {email:?} is not an address"));
+            return Err(("email", format!("{email:?} is not an address")));
         }
         check_tags(&self.tags)
     }
@@ -714,7 +724,7 @@ impl sealed::RecordInternal for Account {
         self.deleted_at = stored.deleted_at;
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), FieldProblem> {
         check_text("name", &self.name)?;
         check_tags(&self.tags)
     }
@@ -771,13 +781,16 @@ impl sealed::RecordInternal for Deal {
         self.deleted_at = stored.deleted_at;
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), FieldProblem> {
         check_text("name", &self.name)?;
         if self.probability_override.is_some_and(|p| p > 100) {
-            return Err("probability_override above 100".into());
+            return Err(("probability_override", "above 100".into()));
         }
         if self.participants.len() > MAX_LINE_ITEMS {
-            return Err(format!("more than {MAX_LINE_ITEMS} participants"));
+            return Err((
+                "participants",
+                format!("more than {MAX_LINE_ITEMS} participants"),
+            ));
         }
         lines_total(&self.line_items)?;
         check_tags(&self.tags)
@@ -815,7 +828,7 @@ impl sealed::RecordInternal for Activity {
         self.deleted_at = stored.deleted_at;
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), FieldProblem> {
         if let Some(outcome) = &self.outcome {
             check_text("outcome", outcome)?;
         }
@@ -856,16 +869,16 @@ impl sealed::RecordInternal for Order {
         self.deleted_at = stored.deleted_at;
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), FieldProblem> {
         let sum = lines_total(&self.line_items)?;
         if !self.line_items.is_empty() && sum != self.total {
-            return Err(format!(
-                "total {} differs from the line items' sum {sum}",
-                self.total
+            return Err((
+                "total",
+                format!("{} differs from the line items' sum {sum}", self.total),
             ));
         }
         if self.total.0 < 0 {
-            return Err("total is negative".into());
+            return Err(("total", "negative".into()));
         }
         Ok(())
     }
@@ -894,9 +907,9 @@ impl sealed::RecordInternal for Product {
         self.deleted_at = stored.deleted_at;
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), FieldProblem> {
         if self.sku.trim().is_empty() {
-            return Err("sku is empty".into());
+            return Err(("sku", "empty".into()));
         }
         check_text("sku", &self.sku)?;
         check_text("name", &self.name)
@@ -923,7 +936,7 @@ impl sealed::RecordInternal for Owner {
         self.deleted_at = stored.deleted_at;
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), FieldProblem> {
         check_text("name", &self.name)
     }
 }
@@ -957,7 +970,7 @@ impl sealed::RecordInternal for Task {
         self.deleted_at = stored.deleted_at;
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), FieldProblem> {
         check_text("title", &self.title)
     }
 }
