@@ -466,8 +466,10 @@ pub(crate) enum MoveOp<'a> {
     Move,
     Regress(&'a str),
     Reopen(&'a str),
-    Automatic,
-    Sweep,
+    /// An automatic move, with its cause.
+    Automatic(&'a str),
+    /// An inactivity sweep, with the rule that fired.
+    Sweep(&'a str),
 }
 
 impl<'a> MoveOp<'a> {
@@ -477,15 +479,17 @@ impl<'a> MoveOp<'a> {
             MoveOp::Move => ChangeKind::Move,
             MoveOp::Regress(_) => ChangeKind::Regress,
             MoveOp::Reopen(_) => ChangeKind::Reopen,
-            MoveOp::Automatic => ChangeKind::Automatic,
-            MoveOp::Sweep => ChangeKind::Sweep,
+            MoveOp::Automatic(_) => ChangeKind::Automatic,
+            MoveOp::Sweep(_) => ChangeKind::Sweep,
         }
     }
 
     pub(crate) fn reason(self) -> Option<&'a str> {
         match self {
-            MoveOp::Regress(r) | MoveOp::Reopen(r) => Some(r),
-            _ => None,
+            MoveOp::Regress(r) | MoveOp::Reopen(r) | MoveOp::Automatic(r) | MoveOp::Sweep(r) => {
+                Some(r)
+            }
+            MoveOp::Create | MoveOp::Move => None,
         }
     }
 }
@@ -503,7 +507,7 @@ pub(crate) fn check_transition(
         return Err(Rule::UnknownStage);
     };
     let to_def = &machine.stages[to_pos];
-    if let Some(reason) = op.reason()
+    if let MoveOp::Regress(reason) | MoveOp::Reopen(reason) = op
         && reason.trim().is_empty()
     {
         return Err(Rule::ReasonRequired);

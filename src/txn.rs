@@ -828,7 +828,7 @@ impl WriteTransaction {
                 rule,
             },
         )?;
-        let actor = if matches!(op, MoveOp::Automatic | MoveOp::Sweep) {
+        let actor = if matches!(op, MoveOp::Automatic(_) | MoveOp::Sweep(_)) {
             SYSTEM_ACTOR.to_owned()
         } else {
             self.actor.clone()
@@ -1175,6 +1175,11 @@ impl WriteTransaction {
             }
             let mut record = old.clone();
             record.set_deleted_at(None);
+            if let Some(contact) = (&mut record as &mut dyn std::any::Any).downcast_mut::<Contact>()
+            {
+                // Orders and activities may have changed while the contact was deleted.
+                contact.stats = tx.contact_stats(ContactId::new(id.row()), &(), u32::MAX)?;
+            }
             tx.check_record(&record, Some(id.row()))?;
             let follow_up = tx.follow_up_of(id.row(), &record, Some(&old))?;
             tx.write_row(id.row(), Some(&old), &record)?;
@@ -1400,8 +1405,10 @@ impl WriteTransaction {
             let config = tx.config_arc()?;
             let mut rules = config.machines.sweep.clone();
             rules.sort_by_key(|r| std::cmp::Reverse(r.after_days));
-            let mut planned: BTreeMap<u32, (Stage, Stage)> = BTreeMap::new();
+            let mut planned: BTreeMap<u32, (Stage, Stage, String)> = BTreeMap::new();
             for rule in &rules {
+                // The day indexes rule out contacts seen after the cutoff day; the
+                // records decide the boundary day to the second.
                 let cutoff_day = now.plus_days(-i64::from(rule.after_days)).day();
                 let mut from = RoaringBitmap::new();
                 for stage in &rule.from {
@@ -1423,20 +1430,36 @@ impl WriteTransaction {
                         continue;
                     }
                     let contact: Contact = tx.get(ContactId::new(row))?;
+                    let latest = [
+                        contact.stats.last_activity,
+                        contact.stats.last_order,
+                        contact.created_at,
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .max();
+                    let quiet_for = latest.map_or(i64::MAX, |t| now.0.saturating_sub(t.0));
+                    if quiet_for <= i64::from(rule.after_days) * crate::schema::SECONDS_PER_DAY {
+                        continue;
+                    }
                     if contact.stage != rule.to {
-                        planned.insert(row, (contact.stage, rule.to.clone()));
+                        let reason = format!(
+                            "no activity, order or creation for more than {} days",
+                            rule.after_days
+                        );
+                        planned.insert(row, (contact.stage, rule.to.clone(), reason));
                     }
                 }
             }
             // Check every move before applying any.
             let machine = &config.machines.contact;
-            for (row, (from, to)) in &planned {
+            for (row, (from, to, reason)) in &planned {
                 let contact: Contact = tx.get(ContactId::new(*row))?;
                 check_transition(
                     machine,
                     Some(from),
                     to,
-                    MoveOp::Sweep,
+                    MoveOp::Sweep(reason),
                     &GuardView::Contact(&contact),
                 )
                 .map_err(|rule| Error::IllegalTransition {
@@ -1448,13 +1471,19 @@ impl WriteTransaction {
                 })?;
             }
             let mut moved = Vec::with_capacity(planned.len());
-            for (row, (from, to)) in planned {
+            // The moves happen at the sweep's `now`.
+            let previous_time = tx.time_override.replace(now);
+            for (row, (from, to, reason)) in planned {
                 let id = ContactId::new(row);
                 let mut record: Contact = tx.get(id)?;
                 record.stage = to.clone();
-                tx.update_inner(id, record, MoveOp::Sweep)?;
+                if let Err(e) = tx.update_inner(id, record, MoveOp::Sweep(&reason)) {
+                    tx.time_override = previous_time;
+                    return Err(e);
+                }
                 moved.push((id, from, to));
             }
+            tx.time_override = previous_time;
             Ok(moved)
         })
     }
@@ -1565,11 +1594,17 @@ impl WriteTransaction {
                 });
                 if let Some(rule) = rule {
                     next.stage = rule.to.clone();
+                    let cause = match rule.trigger {
+                        Trigger::FirstOrder => "first paid order",
+                        Trigger::RepeatOrder => "repeat paid order",
+                        Trigger::AnyOrder => "paid order",
+                        Trigger::InboundActivity => "inbound activity",
+                    };
                     change = self.check_stage(
                         contact_id.get(),
                         Some(&old_contact),
                         &mut next,
-                        MoveOp::Automatic,
+                        MoveOp::Automatic(cause),
                     )?;
                 }
             }

@@ -325,7 +325,7 @@ fn rfm_scores_tiers_and_staleness_by_hand() -> crmdb::Result<()> {
     let refreshed = db.write(|tx| tx.refresh_rfm(day(22)))?;
     assert_eq!(refreshed.refreshed_at, day(22));
     assert_eq!(ids("band:1")?, [contacts[0].get()].into_iter().collect());
-    assert_eq!(db.read(|r| analytics::rfm_state(r))?, Some(refreshed));
+    assert_eq!(db.read(analytics::rfm_state)?, Some(refreshed));
 
     // A purged contact leaves the derived indexes too.
     db.write(|tx| {

@@ -281,7 +281,17 @@ impl std::ops::Not for Query {
 
 fn write_literal(f: &mut std::fmt::Formatter<'_>, literal: &Literal) -> std::fmt::Result {
     match literal {
-        Literal::Str(s) => write!(f, "{s:?}"),
+        Literal::Str(s) => {
+            // Only `"` and `\` are escaped: exactly what the parser unescapes.
+            f.write_str("\"")?;
+            for c in s.chars() {
+                if matches!(c, '"' | '\\') {
+                    f.write_str("\\")?;
+                }
+                write!(f, "{c}")?;
+            }
+            f.write_str("\"")
+        }
         Literal::Int(i) => write!(f, "{i}"),
         Literal::Decimal(minor) | Literal::Money(Money(minor)) => write!(f, "{}", Money(*minor)),
         Literal::Date(day) => {

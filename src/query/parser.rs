@@ -361,10 +361,12 @@ impl Parser<'_> {
         let Tok::Word(word) = self.tok.clone() else {
             return Err(self.expected("a duration such as 90d or 12w"));
         };
-        let (digits, unit) = word.split_at(word.len().saturating_sub(1));
+        let mut chars = word.chars();
+        let unit = chars.next_back();
+        let digits = chars.as_str();
         let per = match unit {
-            "d" | "D" => 1u32,
-            "w" | "W" => 7,
+            Some('d' | 'D') => 1u32,
+            Some('w' | 'W') => 7,
             _ => return Err(self.expected("a duration such as 90d or 12w")),
         };
         let days = digits
@@ -414,7 +416,7 @@ fn parse_number_or_date(word: &str) -> Option<Literal> {
     }
     // Decimal with at most two places → minor units.
     let (sign, digits) = match word.strip_prefix('-') {
-        Some(rest) => (-1i64, rest),
+        Some(rest) => (-1i128, rest),
         None => (1, word),
     };
     let (whole, frac) = digits.split_once('.')?;
@@ -425,13 +427,13 @@ fn parse_number_or_date(word: &str) -> Option<Literal> {
     {
         return None;
     }
-    let whole: i64 = whole.parse().ok()?;
-    let frac_value: i64 = frac.parse().ok()?;
+    let whole: i128 = whole.parse().ok()?;
+    let frac_value: i128 = frac.parse().ok()?;
     let frac_minor = if frac.len() == 1 {
         frac_value * 10
     } else {
         frac_value
     };
     let minor = whole.checked_mul(100)?.checked_add(frac_minor)?;
-    Some(Literal::Decimal(sign * minor))
+    i64::try_from(sign * minor).ok().map(Literal::Decimal)
 }

@@ -260,6 +260,11 @@ impl fmt::Display for Money {
     }
 }
 
+/// Checks a stage or pipeline name: 1 to 64 bytes of `[a-z0-9_]`.
+pub(crate) fn check_stage_name(name: &str) -> crate::error::Result<()> {
+    custom::check_name("stage", name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,9 +285,4 @@ mod tests {
         assert_eq!(Money(123_456).to_string(), "1234.56");
         assert_eq!(Money(-5).to_string(), "-0.05");
     }
-}
-
-/// Checks a stage or pipeline name: 1 to 64 bytes of `[a-z0-9_]`.
-pub(crate) fn check_stage_name(name: &str) -> crate::error::Result<()> {
-    custom::check_name("stage", name)
 }

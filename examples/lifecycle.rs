@@ -1,0 +1,137 @@
+//! Lifecycle machines at work: a contact walked from prospect to active, a deal from
+//! lead to won, one refused move with its error, and the stage history.
+//!
+//! Run with `cargo run --example lifecycle`.
+
+use std::sync::Arc;
+
+use crmdb::{
+    Activity, ActivityKind, Contact, Database, Deal, Direction, Error, ManualClock, Money, Order,
+    Snapshot, Subject, Timestamp,
+};
+
+fn main() -> crmdb::Result<()> {
+    // A manual clock makes the history's times easy to read.
+    let start = Timestamp::from_ymd(2026, 3, 1)
+        .ok_or_else(|| Error::InvalidArgument("bad start date".into()))?;
+    let clock = Arc::new(ManualClock::new(start));
+    let db = Database::builder().clock(clock.clone()).in_memory()?;
+
+    // A new contact starts in the first stage of the contact lifecycle: prospect.
+    let contact = db.write(|tx| {
+        tx.insert(Contact {
+            name: "Li Lei".into(),
+            email: Some("li.lei@example.com".into()),
+            ..Default::default()
+        })
+    })?;
+    println!("new contact is a {}", db.read(|r| r.get(contact))?.stage);
+
+    // An inbound activity moves a prospect to responder automatically.
+    clock.advance_days(2);
+    db.write(|tx| {
+        let now = tx.now();
+        tx.insert(Activity::new(
+            ActivityKind::WebVisit,
+            Direction::Inbound,
+            Subject::Contact(contact),
+            now,
+        ))
+    })?;
+    println!(
+        "after an inbound visit: {}",
+        db.read(|r| r.get(contact))?.stage
+    );
+
+    // The first paid order makes a new customer, the second an active one.
+    for days in [5, 30] {
+        clock.advance_days(days);
+        db.write(|tx| {
+            let now = tx.now();
+            tx.insert(Order {
+                contact: Some(contact),
+                at: now,
+                total: Money::from_major(199),
+                currency: "CNY".into(),
+                ..Default::default()
+            })
+        })?;
+        println!("after a paid order: {}", db.read(|r| r.get(contact))?.stage);
+    }
+
+    // Moving an active customer back to prospect is a regression: a plain move is
+    // refused with a typed error, and nothing of it is applied.
+    let refused = db.write(|tx| tx.move_stage(contact, "prospect"));
+    if let Err(e) = &refused {
+        println!("refused: {e}");
+    }
+    if let Err(Error::IllegalTransition { rule, .. }) = refused {
+        println!("  the rule: {rule:?}");
+    }
+
+    // A deal walks the default pipeline. Proposal needs an amount; won needs an amount
+    // and a close date.
+    let deal = db.write(|tx| {
+        tx.set_actor("wang.fang");
+        tx.insert(Deal {
+            name: "Annual tea supply".into(),
+            contact: Some(contact),
+            ..Default::default()
+        })
+    })?;
+    let early = db.write(|tx| tx.move_stage(deal, "proposal"));
+    if let Err(e) = early {
+        println!("refused: {e}");
+    }
+    db.write(|tx| {
+        tx.set_actor("wang.fang");
+        tx.move_stage(deal, "qualified")?;
+        tx.modify(deal, |d| d.amount = Money::from_major(12_000))?;
+        tx.move_stage(deal, "proposal")?;
+        tx.move_stage(deal, "negotiation")
+    })?;
+    clock.advance_days(10);
+    db.write(|tx| {
+        tx.set_actor("wang.fang");
+        let now = tx.now();
+        tx.modify(deal, |d| d.close_date = Some(now))?;
+        tx.move_stage(deal, "won")
+    })?;
+    println!("the deal is {}", db.read(|r| r.get(deal))?.stage);
+
+    // Every accepted move is in the history, with who, when, how and why.
+    db.read(|r| {
+        println!("contact history:");
+        for change in r.history(contact)? {
+            println!(
+                "  {} {} -> {} by {} ({:?})",
+                change.at,
+                change
+                    .from
+                    .map_or_else(|| "(new)".to_owned(), |s| s.to_string()),
+                change.to,
+                change.actor,
+                change.kind
+            );
+        }
+        println!("deal history:");
+        for change in r.history(deal)? {
+            println!(
+                "  {} {} -> {} by {} ({:?})",
+                change.at,
+                change
+                    .from
+                    .map_or_else(|| "(new)".to_owned(), |s| s.to_string()),
+                change.to,
+                change.actor,
+                change.kind
+            );
+        }
+        let asked = start.plus_days(3);
+        println!(
+            "on {asked} the contact was a {:?}",
+            r.stage_at(contact, asked)?.map(|s| s.to_string())
+        );
+        Ok(())
+    })
+}
