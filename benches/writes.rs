@@ -1,1 +1,364 @@
-fn main() {}
+//! The write path and point reads, each measured beside plain redb doing the same raw
+//! work on the same encoded bytes in the same run:
+//!
+//! - bulk load of generated contacts with every index, against plain redb inserting the
+//!   same encoded rows in one transaction (target: at least half the plain redb rate);
+//! - point read of a decoded contact on a reused read transaction, against a plain redb
+//!   get of the same bytes (target: at least 1M reads/s);
+//! - a one-record write transaction (update the region, tag, move the stage, commit),
+//!   against a plain redb single-row insert and commit (target: within 3×).
+//!
+//! Contacts come from the shared demo generator with `owner` and `account` cleared, so
+//! that no other records are needed. Their `updated_at` is set to the generator's "now"
+//! and the database clock stopped there, so crmdb stores exactly the bytes plain redb
+//! gets. After each comparison the bench times both sides once more and prints the rates
+//! and their ratio.
+//!
+//! `CRMDB_BENCH_CONTACTS` sets the number of contacts (default 1 000 000).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use crmdb::demo::{Generator, Rng, region_name};
+use crmdb::{Builder, BulkLoad, Contact, ContactId, Database, ManualClock, Snapshot};
+use redb::backends::InMemoryBackend;
+use redb::{ReadableDatabase, TableDefinition};
+
+const ROWS: TableDefinition<u32, &[u8]> = TableDefinition::new("contacts");
+
+/// The tag toggled by the one-record transaction; no generated contact carries it.
+const BENCH_TAG: &str = "bench_touched";
+
+fn contact_count() -> u32 {
+    std::env::var("CRMDB_BENCH_CONTACTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// The data set, generated once per run.
+struct Data {
+    generator: Generator,
+    contacts: Vec<Contact>,
+    encoded: Vec<Vec<u8>>,
+}
+
+impl Data {
+    fn new() -> Data {
+        let generator = Generator::new(contact_count());
+        let contacts: Vec<Contact> = (0..generator.contacts)
+            .map(|i| {
+                let mut contact = generator.contact(i).contact;
+                contact.owner = None;
+                contact.account = None;
+                contact.updated_at = generator.now;
+                contact
+            })
+            .collect();
+        let encoded = contacts.iter().map(crmdb::raw::encode_record).collect();
+        Data {
+            generator,
+            contacts,
+            encoded,
+        }
+    }
+
+    fn rows(&self) -> u64 {
+        self.contacts.len() as u64
+    }
+
+    fn empty_crmdb(&self) -> Database {
+        Builder::new()
+            .clock(Arc::new(ManualClock::new(self.generator.now)))
+            .in_memory()
+            .expect("in-memory crmdb")
+    }
+
+    fn empty_redb(&self) -> redb::Database {
+        let db = redb::Builder::new()
+            .set_cache_size(Builder::DEFAULT_CACHE_SIZE)
+            .create_with_backend(InMemoryBackend::new())
+            .expect("in-memory redb");
+        let txn = db.begin_write().expect("begin");
+        txn.open_table(ROWS).expect("create table");
+        txn.commit().expect("commit");
+        db
+    }
+
+    fn load_crmdb(&self, db: &Database, contacts: Vec<Contact>, batch_size: usize) {
+        let report = BulkLoad::new(db)
+            .batch_size(batch_size)
+            .run(contacts, |_| {})
+            .expect("bulk load");
+        assert_eq!(
+            report.inserted,
+            self.rows(),
+            "{:?}",
+            report.rejected.first()
+        );
+    }
+
+    fn load_redb(&self, db: &redb::Database) {
+        let txn = db.begin_write().expect("begin");
+        {
+            let mut table = txn.open_table(ROWS).expect("table");
+            for (row, bytes) in self.encoded.iter().enumerate() {
+                table.insert(row as u32, bytes.as_slice()).expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+    }
+
+    /// Row ids spread uniformly over the data set, with a fixed seed.
+    fn random_rows(&self, count: usize) -> Vec<u32> {
+        let mut rng = Rng::new(7);
+        (0..count).map(|_| rng.below(self.rows()) as u32).collect()
+    }
+}
+
+const DEFAULT_BATCH: usize = 50_000;
+
+fn bulk_load(c: &mut Criterion, data: &Data) {
+    let mut group = c.benchmark_group("bulk_load");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(100))
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Elements(data.rows()));
+    group.bench_function("crmdb", |b| {
+        b.iter_batched(
+            || (data.empty_crmdb(), data.contacts.clone()),
+            |(db, contacts)| {
+                data.load_crmdb(&db, contacts, DEFAULT_BATCH);
+                db
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.bench_function("redb", |b| {
+        b.iter_batched(
+            || data.empty_redb(),
+            |db| {
+                data.load_redb(&db);
+                db
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.finish();
+
+    let crmdb = {
+        let (db, contacts) = (data.empty_crmdb(), data.contacts.clone());
+        let start = Instant::now();
+        data.load_crmdb(&db, contacts, DEFAULT_BATCH);
+        start.elapsed()
+    };
+    let redb = {
+        let db = data.empty_redb();
+        let start = Instant::now();
+        data.load_redb(&db);
+        start.elapsed()
+    };
+    let rate = |d: Duration| data.rows() as f64 / d.as_secs_f64();
+    println!(
+        "bulk load: crmdb {:.0} rows/s, redb {:.0} rows/s, ratio {:.2} (target >= 0.50)",
+        rate(crmdb),
+        rate(redb),
+        rate(crmdb) / rate(redb)
+    );
+    // Batch sizes: one timed run each, beside the plain redb run above.
+    let mut sizes = vec![10_000, DEFAULT_BATCH, 250_000, data.contacts.len()];
+    sizes.retain(|&size| size <= data.contacts.len());
+    sizes.sort_unstable();
+    sizes.dedup();
+    for size in sizes {
+        let (db, contacts) = (data.empty_crmdb(), data.contacts.clone());
+        let start = Instant::now();
+        data.load_crmdb(&db, contacts, size);
+        let elapsed = start.elapsed();
+        println!(
+            "bulk load batch {size}: crmdb {:.0} rows/s, ratio to redb {:.2}",
+            rate(elapsed),
+            rate(elapsed) / rate(redb)
+        );
+    }
+}
+
+fn point_read(c: &mut Criterion, data: &Data) {
+    let db = data.empty_crmdb();
+    data.load_crmdb(&db, data.contacts.clone(), DEFAULT_BATCH);
+    let plain = data.empty_redb();
+    data.load_redb(&plain);
+    let rows = data.random_rows(1 << 16);
+    let mask = rows.len() - 1;
+
+    let read = db.begin_read().expect("begin read");
+    let plain_read = plain.begin_read().expect("begin read");
+    let table = plain_read.open_table(ROWS).expect("table");
+    // The same record either way.
+    let row = rows[0];
+    assert_eq!(
+        read.get(ContactId::new(row)).expect("get"),
+        crmdb::raw::decode_record::<Contact>(
+            table.get(row).expect("get").expect("present").value()
+        )
+        .expect("decode")
+    );
+
+    let crmdb_get = |i: usize| read.get(ContactId::new(rows[i & mask])).expect("get");
+    let redb_get = |i: usize| {
+        let value = table.get(rows[i & mask]).expect("get").expect("present");
+        black_box(value.value().len())
+    };
+    let redb_decode = |i: usize| {
+        let value = table.get(rows[i & mask]).expect("get").expect("present");
+        crmdb::raw::decode_record::<Contact>(value.value()).expect("decode")
+    };
+
+    let mut group = c.benchmark_group("point_read");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .throughput(Throughput::Elements(1));
+    let mut i = 0;
+    group.bench_function("crmdb", |b| {
+        b.iter(|| {
+            i += 1;
+            crmdb_get(i)
+        });
+    });
+    group.bench_function("redb", |b| {
+        b.iter(|| {
+            i += 1;
+            redb_get(i)
+        });
+    });
+    group.bench_function("redb_and_decode", |b| {
+        b.iter(|| {
+            i += 1;
+            redb_decode(i)
+        });
+    });
+    group.finish();
+
+    const READS: usize = 500_000;
+    let time = |f: &dyn Fn(usize)| {
+        let start = Instant::now();
+        for i in 0..READS {
+            f(i);
+        }
+        READS as f64 / start.elapsed().as_secs_f64()
+    };
+    let crmdb = time(&|i| {
+        black_box(crmdb_get(i));
+    });
+    let redb = time(&|i| {
+        black_box(redb_get(i));
+    });
+    let decoded = time(&|i| {
+        black_box(redb_decode(i));
+    });
+    println!(
+        "point read: crmdb {crmdb:.0} reads/s (target >= 1000000), redb {redb:.0} reads/s, \
+         redb+decode {decoded:.0} reads/s, crmdb/redb ratio {:.2}",
+        crmdb / redb
+    );
+}
+
+/// Updates the region, toggles a tag and moves the stage of one contact, and commits.
+fn one_record_txn(db: &Database, id: ContactId, region: usize) {
+    db.write(|tx| {
+        let contact = tx.get(id)?;
+        tx.modify(id, |c| c.region = Some(region_name(region).to_owned()))?;
+        if contact.tags.contains(BENCH_TAG) {
+            tx.remove_tag(id, BENCH_TAG)?;
+        } else {
+            tx.add_tag(id, BENCH_TAG)?;
+        }
+        // Legal from every stage: forward to active, or the dormant/churned return to it,
+        // and active goes forward to dormant.
+        let to = if contact.stage.as_str() == "active" {
+            "dormant"
+        } else {
+            "active"
+        };
+        tx.move_stage(id, to)
+    })
+    .expect("one-record transaction");
+}
+
+fn one_row_insert(db: &redb::Database, row: u32, bytes: &[u8]) {
+    let txn = db.begin_write().expect("begin");
+    {
+        let mut table = txn.open_table(ROWS).expect("table");
+        table.insert(row, bytes).expect("insert");
+    }
+    txn.commit().expect("commit");
+}
+
+fn write_txn(c: &mut Criterion, data: &Data) {
+    let db = data.empty_crmdb();
+    data.load_crmdb(&db, data.contacts.clone(), DEFAULT_BATCH);
+    let plain = data.empty_redb();
+    data.load_redb(&plain);
+    let rows = data.random_rows(1 << 16);
+    let mask = rows.len() - 1;
+
+    let crmdb_txn = |i: usize| one_record_txn(&db, ContactId::new(rows[i & mask]), i);
+    let redb_txn = |i: usize| {
+        let row = rows[i & mask];
+        one_row_insert(&plain, row, &data.encoded[row as usize]);
+    };
+
+    let mut group = c.benchmark_group("one_record_txn");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(1));
+    let mut i = 0;
+    group.bench_function("crmdb", |b| {
+        b.iter(|| {
+            i += 1;
+            crmdb_txn(i);
+        });
+    });
+    group.bench_function("redb", |b| {
+        b.iter(|| {
+            i += 1;
+            redb_txn(i);
+        });
+    });
+    group.finish();
+
+    const TXNS: usize = 5_000;
+    let time = |f: &dyn Fn(usize)| {
+        let start = Instant::now();
+        for i in 0..TXNS {
+            f(i);
+        }
+        start.elapsed() / TXNS as u32
+    };
+    let crmdb = time(&crmdb_txn);
+    let redb = time(&redb_txn);
+    println!(
+        "one-record txn: crmdb {:.1} us, redb {:.1} us, ratio {:.2} (target <= 3.00)",
+        crmdb.as_secs_f64() * 1e6,
+        redb.as_secs_f64() * 1e6,
+        crmdb.as_secs_f64() / redb.as_secs_f64()
+    );
+}
+
+fn writes(c: &mut Criterion) {
+    let data = Data::new();
+    bulk_load(c, &data);
+    point_read(c, &data);
+    write_txn(c, &data);
+}
+
+criterion_group!(benches, writes);
+criterion_main!(benches);
