@@ -13,7 +13,6 @@ use crate::lifecycle::Stage;
 use crate::schema::{Contact, ContactId, EntityKind, Owner, OwnerId};
 use crate::txn::{Snapshot, WriteTransaction};
 
-const ASSIGNMENT_META: &str = "assignment";
 const ROUND_ROBIN_META: &str = "assignment.round_robin";
 
 /// One assignment rule. Rules are tried in order; the first that finds an owner wins.
@@ -90,10 +89,7 @@ pub(crate) struct Decision {
 /// # Errors
 /// A storage failure.
 pub fn assignment<S: Snapshot + ?Sized>(snap: &S) -> Result<Assignment> {
-    match snap.meta_bytes(ASSIGNMENT_META)? {
-        Some(bytes) => codec::decode("meta", &ASSIGNMENT_META, &bytes),
-        None => Ok(Assignment::default()),
-    }
+    Ok(snap.config()?.assignment.clone())
 }
 
 fn round_robin_state<S: Snapshot + ?Sized>(snap: &S) -> Result<BTreeMap<String, u32>> {
@@ -119,7 +115,8 @@ pub(crate) fn decide<S: Snapshot + ?Sized>(
     lead: &Contact,
     now: crate::schema::Timestamp,
 ) -> Result<Option<Decision>> {
-    let config = assignment(snap)?;
+    let config = snap.config()?;
+    let config = &config.assignment;
     if config.rules.is_empty() {
         return Ok(None);
     }
@@ -215,7 +212,16 @@ impl WriteTransaction {
                 });
             }
         }
-        self.guarded(|tx| tx.put_meta(ASSIGNMENT_META, &codec::encode(&assignment)))
+        self.guarded(|tx| {
+            tx.put_meta(
+                crate::storage::meta::ASSIGNMENT,
+                &codec::encode(&assignment),
+            )?;
+            let mut next = (*tx.config_arc()?).clone();
+            next.assignment = assignment;
+            tx.set_config(next);
+            Ok(())
+        })
     }
 
     /// Stores a round-robin pointer after a decision is applied.

@@ -1,20 +1,35 @@
 //! Bulk loading: many records in large transactions, bad rows rejected one by one.
+//!
+//! redb has one writer. Records without side effects on other records (everything but
+//! orders and activities, and contacts while lead assignment rules are set) are checked,
+//! staged and encoded on worker threads, fed through crossbeam channels to the writer,
+//! which only checks relations and natural keys and writes rows, keys, histories and
+//! index deltas with its tables opened once per chunk. The rest go through
+//! [`WriteTransaction::insert`](crate::WriteTransaction::insert) one by one.
+
+use std::collections::BTreeMap;
+
+use crossbeam_channel::{bounded, unbounded};
 
 use crate::db::Database;
 use crate::error::{Error, Result};
-use crate::schema::Record;
+use crate::schema::{EntityKind, Record};
+use crate::txn::{PreparedInsert, prepare_insert};
 
 /// A bulk load: records go in batches of `batch_size` per write transaction. A record
-/// the engine refuses (duplicate email, broken relation, bad field) is skipped and
-/// reported; the rest of its batch still commits, since a refused insert applies
-/// nothing of itself.
+/// the engine refuses (duplicate email, broken relation, bad field, illegal stage) is
+/// skipped and reported; the rest of its batch still commits, since a refused insert
+/// applies nothing of itself.
 ///
 /// # Defaults
-/// `batch_size`: 50 000.
+/// - `batch_size`: 50 000 records per transaction.
+/// - `threads`: one fewer encoding thread than the machine has cores, at least one;
+///   `threads(0)` inserts on the calling thread only.
 #[derive(Debug, Clone)]
 pub struct BulkLoad<'db> {
     db: &'db Database,
     batch_size: usize,
+    threads: usize,
 }
 
 /// What a bulk load did.
@@ -26,18 +41,29 @@ pub struct BulkReport {
     pub rejected: Vec<(u64, Error)>,
 }
 
+/// Records per unit of work handed to an encoding thread.
+const CHUNK: usize = 1024;
+
 impl<'db> BulkLoad<'db> {
     /// A bulk load into `db`.
     pub fn new(db: &'db Database) -> BulkLoad<'db> {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         BulkLoad {
             db,
             batch_size: 50_000,
+            threads: cores.saturating_sub(1).max(1),
         }
     }
 
     /// Records per write transaction.
     pub fn batch_size(&mut self, records: usize) -> &mut Self {
         self.batch_size = records.max(1);
+        self
+    }
+
+    /// Encoding threads; 0 keeps all work on the calling thread.
+    pub fn threads(&mut self, threads: usize) -> &mut Self {
+        self.threads = threads;
         self
     }
 
@@ -54,20 +80,98 @@ impl<'db> BulkLoad<'db> {
         let mut records = records.into_iter().peekable();
         let mut position = 0u64;
         while records.peek().is_some() {
+            let batch: Vec<R> = records.by_ref().take(self.batch_size).collect();
+            let count = batch.len() as u64;
             let mut tx = self.db.begin_write()?;
-            for record in records.by_ref().take(self.batch_size) {
-                match tx.insert(record) {
-                    Ok(_) => report.inserted += 1,
-                    Err(e @ (Error::Storage(_) | Error::Poisoned | Error::Corrupt { .. })) => {
-                        return Err(e);
+            let parallel = self.threads > 0
+                && !matches!(R::KIND, EntityKind::Order | EntityKind::Activity)
+                && (R::KIND != EntityKind::Contact
+                    || crate::assign::assignment(&tx)?.rules.is_empty());
+            if parallel {
+                self.parallel_batch(&mut tx, batch, position, &mut report)?;
+            } else {
+                for (offset, record) in batch.into_iter().enumerate() {
+                    match tx.insert(record) {
+                        Ok(_) => report.inserted += 1,
+                        Err(e @ (Error::Storage(_) | Error::Poisoned | Error::Corrupt { .. })) => {
+                            return Err(e);
+                        }
+                        Err(e) => report.rejected.push((position + offset as u64, e)),
                     }
-                    Err(e) => report.rejected.push((position, e)),
                 }
-                position += 1;
             }
             tx.commit()?;
+            position += count;
             progress(position);
         }
         Ok(report)
+    }
+
+    /// One batch: worker threads prepare chunks, this thread writes them in input order.
+    fn parallel_batch<R: Record>(
+        &self,
+        tx: &mut crate::WriteTransaction,
+        batch: Vec<R>,
+        start: u64,
+        report: &mut BulkReport,
+    ) -> Result<()> {
+        let (config, now, actor) = tx.prepare_context()?;
+        let (work_tx, work_rx) = unbounded::<(usize, Vec<R>)>();
+        let (done_tx, done_rx) =
+            bounded::<(usize, Vec<(u64, Result<PreparedInsert>)>)>(self.threads * 4);
+        let mut chunks = 0;
+        let mut batch = batch.into_iter();
+        loop {
+            let chunk: Vec<R> = batch.by_ref().take(CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            // The receiver lives until the scope below ends.
+            let _ = work_tx.send((chunks, chunk));
+            chunks += 1;
+        }
+        drop(work_tx);
+        std::thread::scope(|scope| -> Result<()> {
+            for _ in 0..self.threads {
+                let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
+                let (config, actor) = (&config, actor.as_str());
+                scope.spawn(move || {
+                    for (index, chunk) in work_rx.iter() {
+                        let base = start + (index * CHUNK) as u64;
+                        let prepared = chunk
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, record)| {
+                                (base + i as u64, prepare_insert(config, record, now, actor))
+                            })
+                            .collect();
+                        if done_tx.send((index, prepared)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            // Owned here, so that an early return drops it and unblocks the workers
+            // before the scope joins them.
+            let done_rx = done_rx;
+            // Write chunks in input order so that row ids follow input positions.
+            let mut waiting = BTreeMap::new();
+            let mut next = 0;
+            for (index, prepared) in done_rx.iter() {
+                waiting.insert(index, prepared);
+                while let Some(prepared) = waiting.remove(&next) {
+                    report.inserted +=
+                        tx.insert_prepared(R::KIND, prepared, &mut report.rejected)?;
+                    next += 1;
+                }
+            }
+            if next != chunks {
+                return Err(Error::InvalidArgument(
+                    "a bulk-load worker stopped early".into(),
+                ));
+            }
+            Ok(())
+        })
     }
 }

@@ -87,6 +87,9 @@ pub(crate) struct Inner {
     pub(crate) redb: redb::Database,
     pub(crate) cache: BitmapCache,
     pub(crate) clock: Arc<dyn Clock>,
+    /// The configuration (schemas, machines, assignment) as last committed; filled on
+    /// first use, replaced by commits that change it.
+    pub(crate) config: parking_lot::Mutex<Option<Arc<crate::txn::Config>>>,
 }
 
 /// A crmdb database: in memory or on a file. `Send + Sync`; clone the handle or share a
@@ -195,6 +198,7 @@ impl Builder {
                 redb,
                 cache: BitmapCache::new(self.bitmap_cache_size),
                 clock: Arc::clone(&self.clock),
+                config: parking_lot::Mutex::new(None),
             }),
         };
         db.initialise(self.machines.as_ref())?;

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::index::cache::Cached;
 use crate::index::{self, Bsi, IndexDelta, Terms, store};
 use crate::lifecycle::{
-    ChangeKind, GuardView, Machine, Machines, MoveOp, Stage, StageChange, Trigger, check_transition,
+    ChangeKind, GuardView, Machines, MoveOp, Stage, StageChange, Trigger, check_transition,
 };
 use crate::query::{self, Group, GroupBy, Page, Query, SavedSegment, SortBy};
 use crate::schema::entities::sealed::RecordInternal;
@@ -48,6 +48,7 @@ pub(crate) fn looks_like_email(email: &str) -> bool {
 pub(crate) struct Config {
     pub(crate) schemas: BTreeMap<EntityKind, CustomSchema>,
     pub(crate) machines: Machines,
+    pub(crate) assignment: crate::assign::Assignment,
 }
 
 impl Config {
@@ -64,7 +65,15 @@ impl Config {
             Some(bytes) => codec::decode("meta", &meta::MACHINES, &bytes)?,
             None => Machines::default(),
         };
-        Ok(Config { schemas, machines })
+        let assignment = match get(meta::ASSIGNMENT)? {
+            Some(bytes) => codec::decode("meta", &meta::ASSIGNMENT, &bytes)?,
+            None => crate::assign::Assignment::default(),
+        };
+        Ok(Config {
+            schemas,
+            machines,
+            assignment,
+        })
     }
 }
 
@@ -550,6 +559,7 @@ pub struct WriteTransaction {
     config: Option<Arc<Config>>,
     actor: String,
     time_override: Option<Timestamp>,
+    config_changed: bool,
     poisoned: bool,
 }
 
@@ -562,7 +572,7 @@ impl std::fmt::Debug for WriteTransaction {
 }
 
 /// The full normalised index terms of a record version.
-fn record_terms<R: Record>(record: &R) -> Terms {
+pub(crate) fn record_terms<R: Record>(record: &R) -> Terms {
     let mut terms = Terms::default();
     record.terms(&mut terms);
     terms.custom(record.custom());
@@ -590,6 +600,7 @@ impl WriteTransaction {
             config: None,
             actor: SYSTEM_ACTOR.to_owned(),
             time_override: None,
+            config_changed: false,
             poisoned: false,
         })
     }
@@ -659,6 +670,9 @@ impl WriteTransaction {
             }
         }
         txn.commit()?;
+        if self.config_changed {
+            *self.inner.config.lock() = self.config.take();
+        }
         Ok(())
     }
 
@@ -677,9 +691,28 @@ impl WriteTransaction {
         if let Some(config) = &self.config {
             return Ok(Arc::clone(config));
         }
-        let config = Arc::new(Config::load(|name| self.meta_bytes(name))?);
+        let config = self.committed_config()?;
         self.config = Some(Arc::clone(&config));
         Ok(config)
+    }
+
+    /// The configuration as last committed, from the database's cache. Only write
+    /// transactions use it: they always see the last commit, and only a commit of this
+    /// process changes it.
+    fn committed_config(&self) -> Result<Arc<Config>> {
+        if let Some(config) = self.inner.config.lock().as_ref() {
+            return Ok(Arc::clone(config));
+        }
+        let config = Arc::new(Config::load(|name| self.meta_bytes(name))?);
+        *self.inner.config.lock() = Some(Arc::clone(&config));
+        Ok(config)
+    }
+
+    /// Replaces this transaction's configuration; published to the database's cache
+    /// when the transaction commits.
+    pub(crate) fn set_config(&mut self, config: Config) {
+        self.config = Some(Arc::new(config));
+        self.config_changed = true;
     }
 
     pub(crate) fn put_meta(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
@@ -705,15 +738,14 @@ impl WriteTransaction {
     // ---- validation helpers (no mutation) ----
 
     pub(crate) fn check_record<R: Record>(&mut self, record: &R, row: Option<u32>) -> Result<()> {
-        record
-            .check()
-            .map_err(|(field, reason)| Error::InvalidField {
-                kind: R::KIND,
-                field: field.into(),
-                reason,
-            })?;
         let config = self.config_arc()?;
-        config.schema(R::KIND).validate(R::KIND, record.custom())?;
+        check_shape(&config, record)?;
+        self.check_links(record, row)
+    }
+
+    /// The checks that need other records: relations exist and are live, natural keys
+    /// are free (or held by `row` itself).
+    fn check_links<R: Record>(&mut self, record: &R, row: Option<u32>) -> Result<()> {
         for (target_kind, target_id) in record.references() {
             let live = match self.row_bytes(target_kind, target_id)? {
                 None => false,
@@ -753,94 +785,8 @@ impl WriteTransaction {
         op: MoveOp<'_>,
     ) -> Result<Option<StageChange>> {
         let config = self.config_arc()?;
-        let any: &mut dyn std::any::Any = new;
-        let (machine, new_stage, old_stage, view): (&Machine, &mut Stage, Option<Stage>, _);
-        if let Some(contact) = any.downcast_mut::<Contact>() {
-            machine = &config.machines.contact;
-            let old_any: Option<&dyn std::any::Any> = old.map(|o| o as &dyn std::any::Any);
-            old_stage = old_any
-                .and_then(|o| o.downcast_ref::<Contact>())
-                .map(|c| c.stage.clone());
-            if contact.stage.is_unset() {
-                contact.stage = old_stage
-                    .clone()
-                    .or_else(|| machine.initial().cloned())
-                    .unwrap_or_default();
-            }
-            let snapshot = contact.clone();
-            new_stage = &mut contact.stage;
-            view = OwnedView::Contact(snapshot);
-        } else if let Some(deal) = any.downcast_mut::<Deal>() {
-            let pipeline = deal.pipeline_name().to_owned();
-            let old_any: Option<&dyn std::any::Any> = old.map(|o| o as &dyn std::any::Any);
-            let old_deal = old_any.and_then(|o| o.downcast_ref::<Deal>());
-            machine =
-                config
-                    .machines
-                    .pipeline(&pipeline)
-                    .ok_or_else(|| Error::IllegalTransition {
-                        kind: EntityKind::Deal,
-                        id: row,
-                        from: old_deal.map_or_else(|| "(none)".into(), |d| d.stage.to_string()),
-                        to: deal.stage.to_string(),
-                        rule: crate::lifecycle::Rule::UnknownPipeline(pipeline.clone()),
-                    })?;
-            old_stage = old_deal.map(|d| d.stage.clone());
-            if old_deal.is_some_and(|d| d.pipeline_name() != pipeline) {
-                return Err(Error::InvalidField {
-                    kind: EntityKind::Deal,
-                    field: "pipeline".into(),
-                    reason: "a deal cannot change pipeline; close it and open a new deal".into(),
-                });
-            }
-            if deal.stage.is_unset() {
-                deal.stage = old_stage
-                    .clone()
-                    .or_else(|| machine.initial().cloned())
-                    .unwrap_or_default();
-            }
-            let snapshot = deal.clone();
-            new_stage = &mut deal.stage;
-            view = OwnedView::Deal(snapshot);
-        } else {
-            return Ok(None);
-        }
-        if old_stage.as_ref() == Some(&*new_stage) {
-            return Ok(None);
-        }
-        let op = if old_stage.is_none() {
-            MoveOp::Create
-        } else {
-            op
-        };
-        let guard_view = match &view {
-            OwnedView::Contact(c) => GuardView::Contact(c),
-            OwnedView::Deal(d) => GuardView::Deal(d),
-        };
-        check_transition(machine, old_stage.as_ref(), new_stage, op, &guard_view).map_err(
-            |rule| Error::IllegalTransition {
-                kind: R::KIND,
-                id: row,
-                from: old_stage
-                    .as_ref()
-                    .map_or_else(|| "(none)".into(), Stage::to_string),
-                to: new_stage.to_string(),
-                rule,
-            },
-        )?;
-        let actor = if matches!(op, MoveOp::Automatic(_) | MoveOp::Sweep(_)) {
-            SYSTEM_ACTOR.to_owned()
-        } else {
-            self.actor.clone()
-        };
-        Ok(Some(StageChange {
-            from: old_stage,
-            to: new_stage.clone(),
-            at: self.now(),
-            actor,
-            reason: op.reason().map(str::to_owned),
-            kind: op.change_kind(),
-        }))
+        let now = self.now();
+        stage_change(&config, row, old, new, op, now, &self.actor)
     }
 
     // ---- mutation helpers (after validation) ----
@@ -908,15 +854,9 @@ impl WriteTransaction {
 
     fn insert_inner<R: Record>(&mut self, mut record: R) -> Result<R::Id> {
         let now = self.now();
-        if record.created_at().is_none() {
-            record.set_created_at(now);
-        }
-        record.set_updated_at(now);
-        record.set_deleted_at(None);
+        normalise_new(&mut record, now);
         let mut assignment = None;
         if let Some(contact) = (&mut record as &mut dyn std::any::Any).downcast_mut::<Contact>() {
-            contact.stats = Default::default();
-            contact.assigned_by = None;
             if contact.owner.is_none() {
                 assignment = crate::assign::decide(self, contact, now)?;
                 if let Some(decision) = &assignment {
@@ -924,20 +864,6 @@ impl WriteTransaction {
                     contact.assigned_by = Some(decision.rule.clone());
                 }
             }
-        }
-        if let Some(order) = (&mut record as &mut dyn std::any::Any).downcast_mut::<Order>()
-            && order.total.0 == 0
-            && !order.line_items.is_empty()
-        {
-            order.total = order
-                .line_items
-                .iter()
-                .try_fold(crate::schema::Money(0), |acc, l| {
-                    l.amount()
-                        .and_then(|a| acc.0.checked_add(a.0))
-                        .map(crate::schema::Money)
-                })
-                .unwrap_or(order.total);
         }
         // The row id is taken only once validation has passed.
         let row = self.next_row(R::KIND)?;
@@ -953,13 +879,137 @@ impl WriteTransaction {
         self.next_rows.insert(R::KIND, row + 1);
         self.write_row(row, None, &record)?;
         if let Some(change) = change {
-            self.append_history(R::KIND, row, &change)?;
+            // A new row has no history yet.
+            let mut table = self.txn()?.open_table(storage::HISTORY)?;
+            table.insert((R::KIND as u8, row, 0), codec::encode(&change).as_slice())?;
         }
         self.apply_follow_up(follow_up)?;
         if let Some(decision) = assignment {
             self.record_assignment(&decision)?;
         }
         Ok(R::Id::from_row(row))
+    }
+
+    /// The configuration, clock and actor a bulk load prepares records with.
+    pub(crate) fn prepare_context(&mut self) -> Result<(Arc<Config>, Timestamp, String)> {
+        Ok((self.config_arc()?, self.now(), self.actor.clone()))
+    }
+
+    /// Writes records prepared by [`prepare_insert`], in order, with the tables opened
+    /// once. Refused records go to `rejected` with their input position; the others get
+    /// consecutive row ids. Returns how many were inserted.
+    pub(crate) fn insert_prepared(
+        &mut self,
+        kind: EntityKind,
+        records: Vec<(u64, Result<PreparedInsert>)>,
+        rejected: &mut Vec<(u64, Error)>,
+    ) -> Result<u64> {
+        self.guarded(|tx| {
+            let mut next = tx.next_row(kind)?;
+            let mut live_targets: HashMap<(EntityKind, u32), bool> = HashMap::new();
+            let mut inserted = 0;
+            {
+                let txn = tx.txn.as_ref().ok_or(Error::Poisoned)?;
+                let mut rows = txn.open_table(storage::rows(kind))?;
+                let mut unique = txn.open_table(storage::UNIQUE)?;
+                let mut history = txn.open_table(storage::HISTORY)?;
+                'records: for (position, prepared) in records {
+                    let prepared = match prepared {
+                        Ok(p) => p,
+                        Err(e) => {
+                            rejected.push((position, e));
+                            continue;
+                        }
+                    };
+                    if next == u32::MAX {
+                        return Err(Error::LimitExceeded(format!(
+                            "{kind} row ids are exhausted"
+                        )));
+                    }
+                    for &(target_kind, target_id) in &prepared.references {
+                        let live = match live_targets.get(&(target_kind, target_id)) {
+                            Some(live) => *live,
+                            None => {
+                                let bytes = if target_kind == kind {
+                                    rows.get(target_id)?.map(|v| v.value().to_vec())
+                                } else {
+                                    tx.row_bytes(target_kind, target_id)?
+                                };
+                                let live = match bytes {
+                                    None => false,
+                                    Some(bytes) => !deleted_in(target_kind, target_id, &bytes)?,
+                                };
+                                live_targets.insert((target_kind, target_id), live);
+                                live
+                            }
+                        };
+                        if !live {
+                            rejected.push((
+                                position,
+                                Error::BrokenRelation {
+                                    kind,
+                                    target_kind,
+                                    target_id,
+                                },
+                            ));
+                            continue 'records;
+                        }
+                    }
+                    for (field, value) in &prepared.unique {
+                        if let Some(existing) = unique.get((*field, value.as_str()))? {
+                            let existing = existing.value();
+                            rejected.push((
+                                position,
+                                Error::Duplicate {
+                                    kind,
+                                    field,
+                                    value: value.clone(),
+                                    existing,
+                                },
+                            ));
+                            continue 'records;
+                        }
+                    }
+                    let change = match prepared.change {
+                        Ok(change) => change,
+                        Err(Error::IllegalTransition {
+                            kind,
+                            from,
+                            to,
+                            rule,
+                            ..
+                        }) => {
+                            let e = Error::IllegalTransition {
+                                kind,
+                                id: next,
+                                from,
+                                to,
+                                rule,
+                            };
+                            rejected.push((position, e));
+                            continue;
+                        }
+                        Err(e) => {
+                            rejected.push((position, e));
+                            continue;
+                        }
+                    };
+                    let row = next;
+                    next += 1;
+                    rows.insert(row, prepared.bytes.as_slice())?;
+                    for (field, value) in &prepared.unique {
+                        unique.insert((*field, value.as_str()), row)?;
+                    }
+                    if let Some(change) = &change {
+                        history.insert((kind as u8, row, 0), codec::encode(change).as_slice())?;
+                    }
+                    tx.delta.diff(kind, row, None, Some(&prepared.terms));
+                    inserted += 1;
+                }
+            }
+            tx.next_rows.insert(kind, next);
+            Ok(inserted)
+        })
     }
 
     /// Writes a contact whose owner the assignment rules chose, keeping its rule name.
@@ -1316,7 +1366,7 @@ impl WriteTransaction {
         let mut next = (*config).clone();
         next.schemas.insert(kind, schema);
         self.put_meta(meta::SCHEMA, &codec::encode(&next.schemas))?;
-        self.config = Some(Arc::new(next));
+        self.set_config(next);
         Ok(())
     }
 
@@ -1369,7 +1419,7 @@ impl WriteTransaction {
             let config = tx.config_arc()?;
             let mut next = (*config).clone();
             next.machines = machines;
-            tx.config = Some(Arc::new(next));
+            tx.set_config(next);
             let count = (contact_moves.len() + deal_moves.len()) as u64;
             let now = tx.now();
             for (row, target) in contact_moves {
@@ -1727,9 +1777,176 @@ struct FollowUp {
     updates: Vec<(ContactId, Contact, Contact, Option<StageChange>)>,
 }
 
-enum OwnedView {
-    Contact(Contact),
-    Deal(Deal),
+/// Sets the engine-maintained fields of a record about to be inserted.
+pub(crate) fn normalise_new<R: Record>(record: &mut R, now: Timestamp) {
+    if record.created_at().is_none() {
+        record.set_created_at(now);
+    }
+    record.set_updated_at(now);
+    record.set_deleted_at(None);
+    let any: &mut dyn std::any::Any = record;
+    if let Some(contact) = any.downcast_mut::<Contact>() {
+        contact.stats = Default::default();
+        contact.assigned_by = None;
+    } else if let Some(order) = any.downcast_mut::<Order>()
+        && order.total.0 == 0
+        && !order.line_items.is_empty()
+    {
+        // A zero total with lines means "the lines' sum"; an overflow is left for
+        // `check` to report.
+        order.total = order
+            .line_items
+            .iter()
+            .try_fold(crate::schema::Money(0), |acc, l| {
+                l.amount()
+                    .and_then(|a| acc.0.checked_add(a.0))
+                    .map(crate::schema::Money)
+            })
+            .unwrap_or(order.total);
+    }
+}
+
+/// The checks of a record that need no other record: field limits and the custom schema.
+pub(crate) fn check_shape<R: Record>(config: &Config, record: &R) -> Result<()> {
+    record
+        .check()
+        .map_err(|(field, reason)| Error::InvalidField {
+            kind: R::KIND,
+            field: field.into(),
+            reason,
+        })?;
+    config.schema(R::KIND).validate(R::KIND, record.custom())
+}
+
+/// A new record checked, staged and encoded away from the writer (bulk loads): what is
+/// left is the checks that need storage (relations, natural keys) and the writes.
+pub(crate) struct PreparedInsert {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) terms: Terms,
+    pub(crate) unique: Vec<(&'static str, String)>,
+    pub(crate) references: Vec<(EntityKind, u32)>,
+    /// The create move, or why it was refused (reported after the link checks, in the
+    /// same order as a one-by-one insert).
+    pub(crate) change: Result<Option<StageChange>>,
+}
+
+/// Prepares the insert of a record that has no side effects on other records (not an
+/// order or activity, no assignment rule to apply). `IllegalTransition` errors name row 0.
+pub(crate) fn prepare_insert<R: Record>(
+    config: &Config,
+    mut record: R,
+    now: Timestamp,
+    actor: &str,
+) -> Result<PreparedInsert> {
+    normalise_new(&mut record, now);
+    check_shape(config, &record)?;
+    let change = stage_change(config, 0, None, &mut record, MoveOp::Create, now, actor);
+    Ok(PreparedInsert {
+        bytes: codec::encode(&record),
+        terms: record_terms(&record),
+        unique: record.unique_keys(),
+        references: record.references(),
+        change,
+    })
+}
+
+/// **The** stage resolution of a write: fills an unset stage (the machine's first, or
+/// the stored one), and checks a change with [`check_transition`]. Returns the history
+/// entry to append if the stage changes. Pure: no storage access.
+pub(crate) fn stage_change<R: Record>(
+    config: &Config,
+    row: u32,
+    old: Option<&R>,
+    new: &mut R,
+    op: MoveOp<'_>,
+    now: Timestamp,
+    actor: &str,
+) -> Result<Option<StageChange>> {
+    use std::any::Any;
+    let old_any: Option<&dyn Any> = old.map(|o| o as &dyn Any);
+    let any: &mut dyn Any = new;
+    let (machine, old_stage) = if let Some(contact) = any.downcast_mut::<Contact>() {
+        let machine = &config.machines.contact;
+        let old_stage = old_any
+            .and_then(|o| o.downcast_ref::<Contact>())
+            .map(|c| c.stage.clone());
+        if contact.stage.is_unset() {
+            contact.stage = old_stage
+                .clone()
+                .or_else(|| machine.initial().cloned())
+                .unwrap_or_default();
+        }
+        (machine, old_stage)
+    } else if let Some(deal) = any.downcast_mut::<Deal>() {
+        let pipeline = deal.pipeline_name();
+        let old_deal = old_any.and_then(|o| o.downcast_ref::<Deal>());
+        let machine =
+            config
+                .machines
+                .pipeline(pipeline)
+                .ok_or_else(|| Error::IllegalTransition {
+                    kind: EntityKind::Deal,
+                    id: row,
+                    from: old_deal.map_or_else(|| "(none)".into(), |d| d.stage.to_string()),
+                    to: deal.stage.to_string(),
+                    rule: crate::lifecycle::Rule::UnknownPipeline(pipeline.to_owned()),
+                })?;
+        if old_deal.is_some_and(|d| d.pipeline_name() != pipeline) {
+            return Err(Error::InvalidField {
+                kind: EntityKind::Deal,
+                field: "pipeline".into(),
+                reason: "a deal cannot change pipeline; close it and open a new deal".into(),
+            });
+        }
+        let old_stage = old_deal.map(|d| d.stage.clone());
+        if deal.stage.is_unset() {
+            deal.stage = old_stage
+                .clone()
+                .or_else(|| machine.initial().cloned())
+                .unwrap_or_default();
+        }
+        (machine, old_stage)
+    } else {
+        return Ok(None);
+    };
+    let any: &dyn Any = new;
+    let (new_stage, view) = match (any.downcast_ref::<Contact>(), any.downcast_ref::<Deal>()) {
+        (Some(c), _) => (&c.stage, GuardView::Contact(c)),
+        (None, Some(d)) => (&d.stage, GuardView::Deal(d)),
+        (None, None) => return Ok(None),
+    };
+    if old_stage.as_ref() == Some(new_stage) {
+        return Ok(None);
+    }
+    let op = if old_stage.is_none() {
+        MoveOp::Create
+    } else {
+        op
+    };
+    check_transition(machine, old_stage.as_ref(), new_stage, op, &view).map_err(|rule| {
+        Error::IllegalTransition {
+            kind: R::KIND,
+            id: row,
+            from: old_stage
+                .as_ref()
+                .map_or_else(|| "(none)".into(), Stage::to_string),
+            to: new_stage.to_string(),
+            rule,
+        }
+    })?;
+    let actor = if matches!(op, MoveOp::Automatic(_) | MoveOp::Sweep(_)) {
+        SYSTEM_ACTOR
+    } else {
+        actor
+    };
+    Ok(Some(StageChange {
+        from: old_stage,
+        to: new_stage.clone(),
+        at: now,
+        actor: actor.to_owned(),
+        reason: op.reason().map(str::to_owned),
+        kind: op.change_kind(),
+    }))
 }
 
 fn deleted_in(kind: EntityKind, row: u32, bytes: &[u8]) -> Result<bool> {
@@ -1843,7 +2060,7 @@ impl SnapshotInternal for WriteTransaction {
     fn config(&self) -> Result<Arc<Config>> {
         match &self.config {
             Some(config) => Ok(Arc::clone(config)),
-            None => Ok(Arc::new(Config::load(|name| self.meta_bytes(name))?)),
+            None => self.committed_config(),
         }
     }
 

@@ -58,4 +58,6 @@ pub(crate) mod meta {
     pub(crate) const MACHINES: &str = "machines";
     /// Next row id of a kind: `next_row.<kind>`.
     pub(crate) const NEXT_ROW: &str = "next_row.";
+    /// Lead assignment rules.
+    pub(crate) const ASSIGNMENT: &str = "assignment";
 }
