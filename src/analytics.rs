@@ -521,35 +521,15 @@ impl WriteTransaction {
                 let groups = bands(bsi, &customers, 5, true);
                 let mut target = Bsi::default();
                 for (i, group) in groups.iter().enumerate() {
-                    let score = 5 - i as u32;
-                    target.exists |= group;
-                    for bit in 0..3 {
-                        if score >> bit & 1 == 1 {
-                            if target.slices.len() <= bit {
-                                target.slices.resize_with(bit + 1, RoaringBitmap::new);
-                            }
-                            target.slices[bit] |= group;
-                        }
-                    }
+                    target.insert_rows(5 - i as i64, group);
                 }
                 let base = index::bsi_base(kind, field);
                 let current = tx.bsi(&base)?;
-                let pending = tx.delta.nums.entry(base).or_insert_with(BsiDelta::default);
-                compose(
-                    &mut pending.exists,
-                    &(&target.exists - &current.exists),
-                    &(&current.exists - &target.exists),
-                );
-                let width = target.slices.len().max(current.slices.len());
-                if pending.slices.len() < width {
-                    pending.slices.resize_with(width, BitDelta::default);
-                }
-                for bit in 0..width {
-                    let empty = RoaringBitmap::new();
-                    let want = target.slices.get(bit).unwrap_or(&empty);
-                    let have = current.slices.get(bit).unwrap_or(&empty);
-                    compose(&mut pending.slices[bit], &(want - have), &(have - want));
-                }
+                tx.delta
+                    .nums
+                    .entry(base)
+                    .or_insert_with(BsiDelta::default)
+                    .replace(&current, &target);
             }
             let deciles = bands(&spent, &customers, 10, true);
             let top20_count = customers.len() / 5;

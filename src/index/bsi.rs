@@ -1,9 +1,14 @@
 //! Bit-sliced numeric indexes (O'Neil & Quass): one bitmap per bit of the
-//! two's-complement value, plus the set of rows that have a value.
+//! two's-complement value, plus the set of rows that have a value, plus coarse
+//! logarithmic buckets that partition those rows by sign and magnitude.
 //!
 //! A range predicate costs one pass over the slices from the most significant bit, each
 //! step an AND/ANDNOT on bitmaps that shrink as the prefix narrows; slices above the
-//! highest bit any row uses are absent and cost nothing.
+//! highest bit any row uses are absent and cost nothing. With buckets, the buckets lying
+//! wholly inside the range are taken as they are and the slices only refine the rows of
+//! the (at most two) buckets the range boundaries cut.
+
+use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
 
@@ -26,15 +31,95 @@ pub(crate) struct Bsi {
     /// `slices[i]` holds the rows whose value has bit `i` set; trailing empty slices are
     /// dropped, so `slices.len() <= 64`.
     pub(crate) slices: Vec<RoaringBitmap>,
+    /// Rows by [`bucket_of`] their value; empty buckets are absent. **Invariant**: the
+    /// buckets partition `exists` — except in an index written before buckets existed,
+    /// which [`Bsi::is_bucketed`] detects and answers from the slices alone.
+    pub(crate) buckets: BTreeMap<u8, RoaringBitmap>,
 }
 
 const SIGN: usize = 63;
+
+/// Number of buckets: 64 negative magnitudes, zero, 63 positive magnitudes.
+pub(crate) const BUCKETS: u8 = 128;
+
+/// The bucket of a value, in value order: `0..64` negative values by decreasing
+/// `floor(log2(|v|))`, `64` zero, `65..128` positive values by increasing
+/// `floor(log2(v))`.
+pub(crate) fn bucket_of(value: i64) -> u8 {
+    let log2 = |m: u64| 63 - m.leading_zeros() as u8;
+    match value {
+        0 => 64,
+        v if v < 0 => 63 - log2(v.unsigned_abs()),
+        v => 65 + log2(v.unsigned_abs()),
+    }
+}
+
+/// The smallest and largest value of a bucket.
+fn bucket_bounds(bucket: u8) -> (i64, i64) {
+    let clamp = |v: i128| v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+    match bucket {
+        64 => (0, 0),
+        b if b < 64 => {
+            let m = 63 - u32::from(b);
+            (clamp(1 - (1i128 << (m + 1))), clamp(-(1i128 << m)))
+        }
+        b => {
+            let m = u32::from(b) - 65;
+            (clamp(1i128 << m), clamp((1i128 << (m + 1)) - 1))
+        }
+    }
+}
+
+/// Keeps the rows of `rows` whose bit in `slice` (absent: all clear) equals `set`.
+fn keep_bit(rows: &mut RoaringBitmap, slice: Option<&RoaringBitmap>, set: bool) {
+    match (slice, set) {
+        (Some(slice), true) => *rows &= slice,
+        (None, true) => rows.clear(),
+        (Some(slice), false) => *rows -= slice,
+        (None, false) => {}
+    }
+}
+
+/// The bits `bit..=0` of a value.
+fn low_bits(bit: usize) -> u64 {
+    if bit >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (bit + 1)) - 1
+    }
+}
 
 impl Bsi {
     pub(crate) fn trim(&mut self) {
         while self.slices.last().is_some_and(RoaringBitmap::is_empty) {
             self.slices.pop();
         }
+        self.buckets.retain(|_, rows| !rows.is_empty());
+    }
+
+    /// Whether the buckets partition `exists`. They are disjoint by construction, so
+    /// equal cardinalities suffice; an index written before buckets existed has rows
+    /// in no bucket and is answered from the slices alone.
+    pub(crate) fn is_bucketed(&self) -> bool {
+        !self.buckets.is_empty()
+            && self.buckets.values().map(RoaringBitmap::len).sum::<u64>() == self.exists.len()
+    }
+
+    /// Adds `rows`, which have no value yet, with the value `value`.
+    pub(crate) fn insert_rows(&mut self, value: i64, rows: &RoaringBitmap) {
+        self.exists |= rows;
+        let bits = value as u64;
+        let width = 64 - bits.leading_zeros() as usize;
+        if self.slices.len() < width {
+            self.slices.resize_with(width, RoaringBitmap::new);
+        }
+        for (bit, slice) in self.slices.iter_mut().enumerate() {
+            if bits >> bit & 1 == 1 {
+                *slice |= rows;
+            }
+        }
+        *self.buckets.entry(bucket_of(value)).or_default() |= rows;
+        self.trim();
     }
 
     fn slice(&self, bit: usize) -> Option<&RoaringBitmap> {
@@ -62,10 +147,147 @@ impl Bsi {
         c: i64,
         within: Option<&RoaringBitmap>,
     ) -> RoaringBitmap {
-        let base = match within {
+        if self.is_bucketed() {
+            return match cmp {
+                Cmp::Eq => self.range(c, c, within),
+                Cmp::Ne => {
+                    let base = self.base(within);
+                    let eq = self.range(c, c, Some(&base));
+                    base - eq
+                }
+                Cmp::Lt => match c.checked_sub(1) {
+                    Some(high) => self.range(i64::MIN, high, within),
+                    None => RoaringBitmap::new(),
+                },
+                Cmp::Le => self.range(i64::MIN, c, within),
+                Cmp::Gt => match c.checked_add(1) {
+                    Some(low) => self.range(low, i64::MAX, within),
+                    None => RoaringBitmap::new(),
+                },
+                Cmp::Ge => self.range(c, i64::MAX, within),
+            };
+        }
+        self.compare_sliced(cmp, c, self.base(within))
+    }
+
+    /// `exists ∩ within`.
+    fn base(&self, within: Option<&RoaringBitmap>) -> RoaringBitmap {
+        match within {
             Some(w) => &self.exists & w,
             None => self.exists.clone(),
+        }
+    }
+
+    /// Rows among `within` (or all rows with a value) with `low <= value <= high`.
+    pub(crate) fn range(
+        &self,
+        low: i64,
+        high: i64,
+        within: Option<&RoaringBitmap>,
+    ) -> RoaringBitmap {
+        if low > high {
+            return RoaringBitmap::new();
+        }
+        if !self.is_bucketed() {
+            return self.range_sliced(low, high, self.base(within));
+        }
+        // Buckets wholly inside the range are taken as they are; the slices refine the
+        // rows of the boundary buckets only.
+        let mut whole = RoaringBitmap::new();
+        let mut cut = RoaringBitmap::new();
+        for (&bucket, rows) in self.buckets.range(bucket_of(low)..=bucket_of(high)) {
+            let (first, last) = bucket_bounds(bucket);
+            let target = if low <= first && last <= high {
+                &mut whole
+            } else {
+                &mut cut
+            };
+            match within {
+                Some(w) => *target |= rows & w,
+                None => *target |= rows,
+            }
+        }
+        if !cut.is_empty() {
+            whole |= self.range_sliced(low, high, cut);
+        }
+        whole
+    }
+
+    /// Rows of `base` (a subset of `exists`) with `low <= value <= high` (`low <= high`),
+    /// in one pass from the most significant slice: while `low` and `high` share a
+    /// prefix the rows must equal it; from the first bit where they differ, the rows
+    /// still equal to `low`'s prefix are refined as `>= low` and those equal to `high`'s
+    /// as `<= high`, side by side.
+    fn range_sliced(&self, low: i64, high: i64, base: RoaringBitmap) -> RoaringBitmap {
+        let (lo, hi) = (low as u64, high as u64);
+        let mut eq = base;
+        let mut split = None;
+        for bit in (0..64).rev() {
+            let rest = low_bits(bit);
+            if eq.is_empty() || (lo & rest == 0 && hi & rest == rest) {
+                // Every value with this prefix is inside.
+                return eq;
+            }
+            let lo_set = lo >> bit & 1 == 1;
+            if lo_set == (hi >> bit & 1 == 1) {
+                keep_bit(&mut eq, self.slice(bit), lo_set);
+                continue;
+            }
+            // `low < high`: here `low` has 0 and `high` 1, except in the sign bit.
+            let mut ones = eq.clone();
+            keep_bit(&mut ones, self.slice(bit), true);
+            let mut zeros = std::mem::take(&mut eq);
+            keep_bit(&mut zeros, self.slice(bit), false);
+            split = Some(if lo_set {
+                (bit, ones, zeros)
+            } else {
+                (bit, zeros, ones)
+            });
+            break;
+        }
+        let Some((split, mut ge, mut le)) = split else {
+            // `low == high` and every bit matched.
+            return eq;
         };
+        let mut inside = RoaringBitmap::new();
+        for bit in (0..split).rev() {
+            let rest = low_bits(bit);
+            if lo & rest == 0 {
+                inside |= std::mem::take(&mut ge);
+            }
+            if hi & rest == rest {
+                inside |= std::mem::take(&mut le);
+            }
+            if ge.is_empty() && le.is_empty() {
+                break;
+            }
+            let slice = self.slice(bit);
+            if !ge.is_empty() {
+                if lo >> bit & 1 == 1 {
+                    keep_bit(&mut ge, slice, true);
+                } else if let Some(slice) = slice {
+                    inside |= &ge & slice;
+                    ge -= slice;
+                }
+            }
+            if !le.is_empty() {
+                if hi >> bit & 1 == 0 {
+                    keep_bit(&mut le, slice, false);
+                } else if let Some(slice) = slice {
+                    inside |= &le - slice;
+                    le &= slice;
+                } else {
+                    inside |= std::mem::take(&mut le);
+                }
+            }
+        }
+        inside |= ge;
+        inside |= le;
+        inside
+    }
+
+    /// Rows of `base` (a subset of `exists`) whose value compares to `c`, from the slices.
+    fn compare_sliced(&self, cmp: Cmp, c: i64, base: RoaringBitmap) -> RoaringBitmap {
         let want_gt = matches!(cmp, Cmp::Gt | Cmp::Ge);
         let want_lt = matches!(cmp, Cmp::Lt | Cmp::Le);
         let mut eq = base.clone();
@@ -192,14 +414,123 @@ mod tests {
         bsi
     }
 
+    /// Values spread over many buckets, both signs and the extremes.
+    fn spread() -> Vec<(u32, i64)> {
+        (0..300u32)
+            .map(|r| (r, (i64::from(r) * 7919 % 401) - 200))
+            .chain((0..64u32).map(|b| (2000 + b, 1i64 << b.min(62))))
+            .chain((0..64u32).map(|b| (3000 + b, -(1i64 << b.min(62)) + 1)))
+            .chain([(1000, i64::MIN), (1001, i64::MAX), (1002, 0)])
+            .collect()
+    }
+
+    /// The index with buckets, and the same index as written before buckets existed.
+    fn both(values: &[(u32, i64)]) -> [Bsi; 2] {
+        let bucketed = build(values);
+        assert!(bucketed.is_bucketed());
+        let mut sliced = bucketed.clone();
+        sliced.buckets.clear();
+        assert!(!sliced.is_bucketed());
+        [bucketed, sliced]
+    }
+
+    #[test]
+    fn buckets_are_ordered_and_bounded() {
+        for v in [
+            i64::MIN,
+            i64::MIN + 1,
+            -5,
+            -4,
+            -1,
+            0,
+            1,
+            2,
+            3,
+            4,
+            1 << 40,
+            i64::MAX,
+        ] {
+            let (first, last) = bucket_bounds(bucket_of(v));
+            assert!(first <= v && v <= last, "{v} in {first}..={last}");
+        }
+        for bucket in 0..BUCKETS - 1 {
+            let (_, last) = bucket_bounds(bucket);
+            let (next, _) = bucket_bounds(bucket + 1);
+            assert_eq!(last + 1, next, "bucket {bucket}");
+            assert_eq!(bucket_of(last), bucket);
+            assert_eq!(bucket_of(next), bucket + 1);
+        }
+    }
+
+    #[test]
+    fn range_matches_scan() {
+        let values = spread();
+        let within: RoaringBitmap = values
+            .iter()
+            .map(|(r, _)| *r)
+            .filter(|r| r % 3 != 0)
+            .collect();
+        let bounds = [
+            i64::MIN,
+            i64::MIN + 1,
+            -1 << 40,
+            -201,
+            -200,
+            -64,
+            -63,
+            -1,
+            0,
+            1,
+            31,
+            32,
+            57,
+            199,
+            200,
+            1 << 40,
+            (1 << 41) - 1,
+            i64::MAX - 1,
+            i64::MAX,
+        ];
+        for bsi in both(&values) {
+            for low in bounds {
+                for high in bounds {
+                    for scope in [None, Some(&within)] {
+                        let expect: RoaringBitmap = values
+                            .iter()
+                            .filter(|(r, v)| {
+                                low <= *v && *v <= high && scope.is_none_or(|w| w.contains(*r))
+                            })
+                            .map(|(r, _)| *r)
+                            .collect();
+                        assert_eq!(bsi.range(low, high, scope), expect, "{low}..={high}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn compare_matches_scan() {
-        let values: Vec<(u32, i64)> = (0..300u32)
-            .map(|r| (r, (i64::from(r) * 7919 % 401) - 200))
-            .chain([(1000, i64::MIN), (1001, i64::MAX), (1002, 0)])
-            .collect();
-        let bsi = build(&values);
-        for c in [-201, -200, -1, 0, 1, 57, 199, 200, i64::MIN, i64::MAX] {
+        let values = spread();
+        for bsi in both(&values) {
+            compare_matches_scan_on(&bsi, &values);
+        }
+    }
+
+    fn compare_matches_scan_on(bsi: &Bsi, values: &[(u32, i64)]) {
+        for c in [
+            -201,
+            -200,
+            -1,
+            0,
+            1,
+            57,
+            199,
+            200,
+            1 << 40,
+            i64::MIN,
+            i64::MAX,
+        ] {
             for cmp in [Cmp::Eq, Cmp::Ne, Cmp::Lt, Cmp::Le, Cmp::Gt, Cmp::Ge] {
                 let expect: RoaringBitmap = values
                     .iter()

@@ -30,6 +30,7 @@ impl Cached {
                     + bsi
                         .slices
                         .iter()
+                        .chain(bsi.buckets.values())
                         .map(RoaringBitmap::serialized_size)
                         .sum::<usize>()
             }

@@ -4,7 +4,7 @@
 //! - **categorical** bitmaps, one per `(kind, field, value)`: tags, stage, region, owner …
 //!   and per kind the `:live` and `:deleted` sets;
 //! - **bit-sliced** numeric indexes ([`Bsi`]), one per `(kind, field)`: an `exists`
-//!   bitmap and 64 slices of the two's-complement value.
+//!   bitmap, 64 slices of the two's-complement value and up to 128 logarithmic buckets.
 //!
 //! A write transaction never touches stored bitmaps directly: it records per-key
 //! additions and removals in an [`IndexDelta`] and `txn.rs` merges each touched chunk
@@ -15,7 +15,7 @@ pub(crate) mod cache;
 pub(crate) mod store;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use roaring::RoaringBitmap;
@@ -143,6 +143,7 @@ pub(crate) fn deleted_key(kind: EntityKind) -> String {
 }
 
 /// Base of a numeric index's keys: `"{kind}/{field}#"`; also its generation key.
+/// Under it: `e` (rows with a value), `0`..`63` (slices), `b0`..`b127` (buckets).
 pub(crate) fn bsi_base(kind: EntityKind, field: &str) -> String {
     format!("{kind}/{field}#")
 }
@@ -182,6 +183,8 @@ impl BitDelta {
 pub(crate) struct BsiDelta {
     pub(crate) exists: BitDelta,
     pub(crate) slices: Vec<BitDelta>,
+    /// By [`bsi::bucket_of`].
+    pub(crate) buckets: BTreeMap<u8, BitDelta>,
 }
 
 impl BsiDelta {
@@ -200,6 +203,16 @@ impl BsiDelta {
         if old.is_some() != new.is_some() {
             self.exists.set(row, new.is_some());
         }
+        let old_bucket = old.map(bsi::bucket_of);
+        let new_bucket = new.map(bsi::bucket_of);
+        if old_bucket != new_bucket {
+            if let Some(bucket) = old_bucket {
+                self.buckets.entry(bucket).or_default().set(row, false);
+            }
+            if let Some(bucket) = new_bucket {
+                self.buckets.entry(bucket).or_default().set(row, true);
+            }
+        }
         let old_bits = old.map_or(0, |v| v as u64);
         let new_bits = new.map_or(0, |v| v as u64);
         let mut diff = old_bits ^ new_bits;
@@ -207,6 +220,40 @@ impl BsiDelta {
             let bit = diff.trailing_zeros() as usize;
             self.slice(bit).set(row, new_bits >> bit & 1 == 1);
             diff &= diff - 1;
+        }
+    }
+
+    /// Records whatever turns `current` into `target`, on top of the pending changes.
+    pub(crate) fn replace(&mut self, current: &Bsi, target: &Bsi) {
+        fn compose(pending: &mut BitDelta, have: &RoaringBitmap, want: &RoaringBitmap) {
+            let add = want - have;
+            let remove = have - want;
+            pending.add -= &remove;
+            pending.remove -= &add;
+            pending.add |= add;
+            pending.remove |= remove;
+        }
+        let empty = RoaringBitmap::new();
+        compose(&mut self.exists, &current.exists, &target.exists);
+        let width = target.slices.len().max(current.slices.len());
+        if self.slices.len() < width {
+            self.slices.resize_with(width, BitDelta::default);
+        }
+        for bit in 0..width {
+            let have = current.slices.get(bit).unwrap_or(&empty);
+            let want = target.slices.get(bit).unwrap_or(&empty);
+            compose(&mut self.slices[bit], have, want);
+        }
+        let buckets: std::collections::BTreeSet<u8> = current
+            .buckets
+            .keys()
+            .chain(target.buckets.keys())
+            .copied()
+            .collect();
+        for bucket in buckets {
+            let have = current.buckets.get(&bucket).unwrap_or(&empty);
+            let want = target.buckets.get(&bucket).unwrap_or(&empty);
+            compose(self.buckets.entry(bucket).or_default(), have, want);
         }
     }
 
@@ -218,6 +265,9 @@ impl BsiDelta {
         }
         for (slice, delta) in bsi.slices.iter_mut().zip(&self.slices) {
             delta.apply(slice);
+        }
+        for (&bucket, delta) in &self.buckets {
+            delta.apply(bsi.buckets.entry(bucket).or_default());
         }
         bsi.trim();
     }
@@ -355,11 +405,29 @@ mod tests {
         delta.change(7, Some(5), Some(-3));
         delta.apply(&mut bsi);
         assert_eq!(bsi.value(7), Some(-3));
+        assert!(bsi.is_bucketed());
+        assert_eq!(bsi.buckets.len(), 1);
+        assert!(bsi.buckets[&bsi::bucket_of(-3)].contains(7));
         let mut delta = BsiDelta::default();
         delta.change(7, Some(-3), None);
         delta.apply(&mut bsi);
         assert_eq!(bsi.value(7), None);
         assert!(bsi.slices.is_empty());
+        assert!(bsi.buckets.is_empty());
+    }
+
+    #[test]
+    fn bsi_delta_replaces_an_index() {
+        let mut current = Bsi::default();
+        current.insert_rows(5, &[1, 2, 3].into_iter().collect());
+        current.insert_rows(1, &[4].into_iter().collect());
+        let mut target = Bsi::default();
+        target.insert_rows(1, &[1, 5].into_iter().collect());
+        target.insert_rows(4, &[2].into_iter().collect());
+        let mut delta = BsiDelta::default();
+        delta.replace(&current, &target);
+        delta.apply(&mut current);
+        assert_eq!(current, target);
     }
 
     #[test]

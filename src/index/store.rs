@@ -3,6 +3,7 @@
 use redb::{ReadableTable, Table};
 use roaring::RoaringBitmap;
 
+use super::bsi::BUCKETS;
 use super::{BitDelta, Bsi, IndexDelta};
 use crate::codec;
 use crate::error::{Error, Result};
@@ -61,7 +62,8 @@ pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
     None
 }
 
-/// Loads a bit-sliced index stored under `base` (`"{kind}/{field}#"`).
+/// Loads a bit-sliced index stored under `base` (`"{kind}/{field}#"`): its slices,
+/// `exists` and buckets in one range scan.
 pub(crate) fn load_bsi<T>(table: &T, base: &str) -> Result<Bsi>
 where
     T: ReadableTable<Key<'static>, &'static [u8]>,
@@ -75,6 +77,17 @@ where
         let suffix = &name[base.len()..];
         if suffix == "e" {
             bsi.exists |= chunk_bitmap;
+        } else if let Some(bucket) = suffix.strip_prefix('b') {
+            let bucket: u8 = bucket
+                .parse()
+                .ok()
+                .filter(|b| *b < BUCKETS)
+                .ok_or_else(|| Error::Corrupt {
+                    what: "numeric index",
+                    key: name.to_owned(),
+                    reason: "bad bucket name".into(),
+                })?;
+            *bsi.buckets.entry(bucket).or_default() |= chunk_bitmap;
         } else {
             let bit: usize =
                 suffix
@@ -170,6 +183,11 @@ pub(crate) fn merge(
         for (bit, slice) in bsi.slices.iter().enumerate() {
             if !slice.is_empty() {
                 merge_bitmap(bitmaps, &format!("{base}{bit}"), slice)?;
+            }
+        }
+        for (bucket, rows) in &bsi.buckets {
+            if !rows.is_empty() {
+                merge_bitmap(bitmaps, &format!("{base}b{bucket}"), rows)?;
             }
         }
         generations.insert(base.as_str(), generation)?;

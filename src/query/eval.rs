@@ -5,6 +5,7 @@
 //! is the complement of `q` within the live records of the kind. Results only ever
 //! contain live records.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
@@ -113,7 +114,11 @@ impl<S: Snapshot + ?Sized> Binder<'_, S> {
         }
         match segment {
             SavedSegment::Static { rows, .. } => {
-                Ok(Plan::Bitmap(Arc::new(rows.into_iter().collect())))
+                // Saved ids may since have been deleted or purged: unlike index bitmaps
+                // they are not kept in step with the records, so keep the live ones.
+                let mut rows: RoaringBitmap = rows.into_iter().collect();
+                rows &= &*self.snap.bitmap(&index::live_key(self.kind))?;
+                Ok(Plan::Bitmap(Arc::new(rows)))
             }
             SavedSegment::Dynamic { query, .. } => {
                 self.stack.push(name.to_owned());
@@ -339,42 +344,90 @@ fn estimate(plan: &Plan, live: u64) -> u64 {
     }
 }
 
-/// Evaluates a plan; the result is a subset of `within` (or of `live`).
-fn run(plan: &Plan, within: Option<&RoaringBitmap>, live: &RoaringBitmap) -> RoaringBitmap {
-    let scope = within.unwrap_or(live);
+/// The live records of the kind being queried.
+struct Live<'a> {
+    rows: &'a RoaringBitmap,
+    /// Whether every row present in an index is live, so that index results need no
+    /// intersection with `rows`. True when the recycle bin is empty: every record is
+    /// either live or deleted, row ids are never reused and a purge removes the row from
+    /// all its bitmaps (`WriteTransaction::purge`). Static segments are intersected
+    /// with the live set when bound, since their saved ids are not kept in step.
+    all_indexed_live: bool,
+}
+
+/// Evaluates a plan; the result is a subset of `within`, or of the live rows when
+/// `within` is `None`.
+fn run(plan: &Plan, within: Option<&RoaringBitmap>, live: &Live<'_>) -> RoaringBitmap {
+    run_shared(plan, within, live).into_owned()
+}
+
+/// [`run`], borrowing an index bitmap that needs no restriction instead of copying it.
+fn run_shared<'p>(
+    plan: &'p Plan,
+    within: Option<&RoaringBitmap>,
+    live: &Live<'_>,
+) -> Cow<'p, RoaringBitmap> {
+    // The restriction of index results: `None` when the index holds live rows only.
+    let restrict = within.or((!live.all_indexed_live).then_some(live.rows));
+    let scope = || within.unwrap_or(live.rows);
+    let restricted = |rows: &'p RoaringBitmap| match restrict {
+        Some(r) => Cow::Owned(r & rows),
+        None => Cow::Borrowed(rows),
+    };
     match plan {
-        Plan::All => scope.clone(),
-        Plan::Bitmap(b) => scope & &**b,
-        Plan::Num { bsi, cmp, value } => bsi.compare(*cmp, *value, Some(scope)),
-        Plan::Range { bsi, low, high } => {
-            let ge = bsi.compare(Cmp::Ge, *low, Some(scope));
-            bsi.compare(Cmp::Le, *high, Some(&ge))
-        }
-        Plan::Exists(bsi) => scope & &bsi.exists,
+        Plan::All => Cow::Owned(scope().clone()),
+        Plan::Bitmap(b) => restricted(b),
+        Plan::Exists(bsi) => restricted(&bsi.exists),
+        Plan::Num { bsi, cmp, value } => Cow::Owned(bsi.compare(*cmp, *value, restrict)),
+        Plan::Range { bsi, low, high } => Cow::Owned(bsi.range(*low, *high, restrict)),
         Plan::And(items) => {
-            let live_len = live.len();
+            let live_len = live.rows.len();
             let mut order: Vec<&Plan> = items.iter().collect();
             order.sort_by_key(|p| estimate(p, live_len));
-            let mut running: Option<RoaringBitmap> = None;
+            let mut running: Option<Cow<'p, RoaringBitmap>> = None;
             for item in order {
-                let next = run(item, Some(running.as_ref().unwrap_or(scope)), live);
+                let next = match running {
+                    // A negated operand after the first only removes rows.
+                    Some(rows) => match item {
+                        Plan::Not(inner) => Cow::Owned(subtract(rows.into_owned(), inner, live)),
+                        _ => Cow::Owned(run(item, Some(&rows), live)),
+                    },
+                    None => run_shared(item, within, live),
+                };
                 let empty = next.is_empty();
                 running = Some(next);
                 if empty {
                     break;
                 }
             }
-            running.unwrap_or_else(|| scope.clone())
+            running.unwrap_or_else(|| Cow::Owned(scope().clone()))
         }
         Plan::Or(items) => {
-            let mut union = RoaringBitmap::new();
+            let mut union: Option<RoaringBitmap> = None;
             for item in items {
-                union |= run(item, Some(scope), live);
+                let next = run_shared(item, within, live);
+                match &mut union {
+                    Some(union) => *union |= &*next,
+                    None => union = Some(next.into_owned()),
+                }
             }
-            union
+            Cow::Owned(union.unwrap_or_default())
         }
-        Plan::Not(inner) => scope - run(inner, Some(scope), live),
+        Plan::Not(inner) => Cow::Owned(subtract(scope().clone(), inner, live)),
     }
+}
+
+/// `rows − inner`, without restricting a plain bitmap to `rows` first.
+fn subtract(mut rows: RoaringBitmap, inner: &Plan, live: &Live<'_>) -> RoaringBitmap {
+    match inner {
+        Plan::Bitmap(b) => rows -= &**b,
+        Plan::Exists(bsi) => rows -= &bsi.exists,
+        _ => {
+            let matched = run(inner, Some(&rows), live);
+            rows -= matched;
+        }
+    }
+    rows
 }
 
 fn binder<'s, S: Snapshot + ?Sized>(snap: &'s S, kind: EntityKind) -> Result<Binder<'s, S>> {
@@ -395,7 +448,15 @@ pub(crate) fn evaluate<S: Snapshot + ?Sized>(
 ) -> Result<RoaringBitmap> {
     let plan = binder(snap, kind)?.bind(query, 0)?;
     let live = snap.bitmap(&index::live_key(kind))?;
-    Ok(run(&plan, None, &live))
+    let all_indexed_live = snap.bitmap(&index::deleted_key(kind))?.is_empty();
+    Ok(run(
+        &plan,
+        None,
+        &Live {
+            rows: &live,
+            all_indexed_live,
+        },
+    ))
 }
 
 /// Checks that a dynamic segment binds, and does not refer to itself.
