@@ -895,17 +895,31 @@ impl WriteTransaction {
         Ok((self.config_arc()?, self.now(), self.actor.clone()))
     }
 
-    /// Writes records prepared by [`prepare_insert`], in order, with the tables opened
-    /// once. Refused records go to `rejected` with their input position; the others get
-    /// consecutive row ids. Returns how many were inserted.
+    /// Reserves `count` consecutive row ids of a kind for a bulk load and returns the
+    /// first. Ids of records the load then refuses stay unused.
+    pub(crate) fn reserve_rows(&mut self, kind: EntityKind, count: usize) -> Result<u32> {
+        let first = self.next_row(kind)?;
+        let end = u32::try_from(count)
+            .ok()
+            .and_then(|c| first.checked_add(c))
+            .filter(|end| *end < u32::MAX)
+            .ok_or_else(|| Error::LimitExceeded(format!("{kind} row ids are exhausted")))?;
+        self.next_rows.insert(kind, end);
+        Ok(first)
+    }
+
+    /// Writes records prepared by [`prepare_insert`] at their reserved rows, in order,
+    /// with the tables opened once, and folds in the index delta the preparing thread
+    /// built for the accepted ones. Refused records go to `rejected` with their input
+    /// position and are taken back out of `chunk_delta`. Returns how many were inserted.
     pub(crate) fn insert_prepared(
         &mut self,
         kind: EntityKind,
-        records: Vec<(u64, Result<PreparedInsert>)>,
+        records: Vec<(u64, u32, Result<PreparedInsert>)>,
+        mut chunk_delta: IndexDelta,
         rejected: &mut Vec<(u64, Error)>,
     ) -> Result<u64> {
         self.guarded(|tx| {
-            let mut next = tx.next_row(kind)?;
             let mut live_targets: HashMap<(EntityKind, u32), bool> = HashMap::new();
             let mut inserted = 0;
             {
@@ -913,7 +927,7 @@ impl WriteTransaction {
                 let mut rows = txn.open_table(storage::rows(kind))?;
                 let mut unique = txn.open_table(storage::UNIQUE)?;
                 let mut history = txn.open_table(storage::HISTORY)?;
-                'records: for (position, prepared) in records {
+                'records: for (position, row, prepared) in records {
                     let prepared = match prepared {
                         Ok(p) => p,
                         Err(e) => {
@@ -921,11 +935,14 @@ impl WriteTransaction {
                             continue;
                         }
                     };
-                    if next == u32::MAX {
-                        return Err(Error::LimitExceeded(format!(
-                            "{kind} row ids are exhausted"
-                        )));
-                    }
+                    // Only records with a valid stage went into the chunk delta; a refusal
+                    // (rare) takes the row back out of every bitmap of the chunk.
+                    let mut refuse = |e: Error, prepared: &PreparedInsert| {
+                        if prepared.change.is_ok() {
+                            chunk_delta.forget_new_row(row);
+                        }
+                        rejected.push((position, e));
+                    };
                     for &(target_kind, target_id) in &prepared.references {
                         let live = match live_targets.get(&(target_kind, target_id)) {
                             Some(live) => *live,
@@ -944,29 +961,28 @@ impl WriteTransaction {
                             }
                         };
                         if !live {
-                            rejected.push((
-                                position,
-                                Error::BrokenRelation {
-                                    kind,
-                                    target_kind,
-                                    target_id,
-                                },
-                            ));
+                            let e = Error::BrokenRelation {
+                                kind,
+                                target_kind,
+                                target_id,
+                            };
+                            refuse(e, &prepared);
                             continue 'records;
                         }
                     }
                     for (field, value) in &prepared.unique {
                         if let Some(existing) = unique.get((*field, value.as_str()))? {
                             let existing = existing.value();
-                            rejected.push((
-                                position,
+                            let value = value.clone();
+                            refuse(
                                 Error::Duplicate {
                                     kind,
                                     field,
-                                    value: value.clone(),
+                                    value,
                                     existing,
                                 },
-                            ));
+                                &prepared,
+                            );
                             continue 'records;
                         }
                     }
@@ -981,7 +997,7 @@ impl WriteTransaction {
                         }) => {
                             let e = Error::IllegalTransition {
                                 kind,
-                                id: next,
+                                id: row,
                                 from,
                                 to,
                                 rule,
@@ -994,8 +1010,6 @@ impl WriteTransaction {
                             continue;
                         }
                     };
-                    let row = next;
-                    next += 1;
                     rows.insert(row, prepared.bytes.as_slice())?;
                     for (field, value) in &prepared.unique {
                         unique.insert((*field, value.as_str()), row)?;
@@ -1003,11 +1017,10 @@ impl WriteTransaction {
                     if let Some(change) = &change {
                         history.insert((kind as u8, row, 0), codec::encode(change).as_slice())?;
                     }
-                    tx.delta.diff(kind, row, None, Some(&prepared.terms));
                     inserted += 1;
                 }
             }
-            tx.next_rows.insert(kind, next);
+            tx.delta.absorb(chunk_delta);
             Ok(inserted)
         })
     }
@@ -1822,7 +1835,8 @@ pub(crate) fn check_shape<R: Record>(config: &Config, record: &R) -> Result<()> 
 /// left is the checks that need storage (relations, natural keys) and the writes.
 pub(crate) struct PreparedInsert {
     pub(crate) bytes: Vec<u8>,
-    pub(crate) terms: Terms,
+    /// Taken by the preparing thread when it records the row in its chunk delta.
+    pub(crate) terms: Option<Terms>,
     pub(crate) unique: Vec<(&'static str, String)>,
     pub(crate) references: Vec<(EntityKind, u32)>,
     /// The create move, or why it was refused (reported after the link checks, in the
@@ -1843,7 +1857,7 @@ pub(crate) fn prepare_insert<R: Record>(
     let change = stage_change(config, 0, None, &mut record, MoveOp::Create, now, actor);
     Ok(PreparedInsert {
         bytes: codec::encode(&record),
-        terms: record_terms(&record),
+        terms: Some(record_terms(&record)),
         unique: record.unique_keys(),
         references: record.references(),
         change,

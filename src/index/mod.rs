@@ -16,7 +16,6 @@ pub(crate) mod store;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 
 use roaring::RoaringBitmap;
 
@@ -121,7 +120,12 @@ pub(crate) fn cat_key(kind: EntityKind, field: &str, value: &str) -> String {
 }
 
 fn push_cat_key(key: &mut String, kind: EntityKind, field: &str, value: &str) {
-    let _ = write!(key, "{kind}/{field}={value}");
+    // Hot in bulk loads: plain pushes, no formatting machinery.
+    key.push_str(kind.as_str());
+    key.push('/');
+    key.push_str(field);
+    key.push('=');
+    key.push_str(value);
 }
 
 /// The prefix shared by all value keys of a categorical field: `"{kind}/{field}="`.
@@ -171,6 +175,14 @@ impl BitDelta {
         self.add.is_empty() && self.remove.is_empty()
     }
 
+    /// Folds in a delta recorded after this one: its changes win.
+    pub(crate) fn absorb(&mut self, later: BitDelta) {
+        self.add -= &later.remove;
+        self.remove -= &later.add;
+        self.add |= later.add;
+        self.remove |= later.remove;
+    }
+
     /// Applies the delta to a bitmap.
     pub(crate) fn apply(&self, bitmap: &mut RoaringBitmap) {
         *bitmap -= &self.remove;
@@ -188,6 +200,24 @@ pub(crate) struct BsiDelta {
 }
 
 impl BsiDelta {
+    /// Folds in a delta recorded after this one: its changes win.
+    pub(crate) fn absorb(&mut self, later: BsiDelta) {
+        let BsiDelta {
+            exists,
+            slices,
+            buckets,
+        } = later;
+        self.exists.absorb(exists);
+        for (bit, delta) in slices.into_iter().enumerate() {
+            if !delta.is_empty() {
+                self.slice(bit).absorb(delta);
+            }
+        }
+        for (bucket, delta) in buckets {
+            self.buckets.entry(bucket).or_default().absorb(delta);
+        }
+    }
+
     fn slice(&mut self, bit: usize) -> &mut BitDelta {
         if self.slices.len() <= bit {
             self.slices.resize_with(bit + 1, BitDelta::default);
@@ -283,6 +313,42 @@ pub(crate) struct IndexDelta {
 }
 
 impl IndexDelta {
+    /// Takes a row that this delta only ever added back out of every bitmap.
+    pub(crate) fn forget_new_row(&mut self, row: u32) {
+        for delta in self.cats.values_mut() {
+            delta.add.remove(row);
+        }
+        for delta in self.nums.values_mut() {
+            delta.exists.add.remove(row);
+            for slice in &mut delta.slices {
+                slice.add.remove(row);
+            }
+            for bucket in delta.buckets.values_mut() {
+                bucket.add.remove(row);
+            }
+        }
+    }
+
+    /// Folds in a delta recorded after this one (a bulk-load chunk): its changes win.
+    pub(crate) fn absorb(&mut self, later: IndexDelta) {
+        for (key, delta) in later.cats {
+            match self.cats.get_mut(&key) {
+                Some(mine) => mine.absorb(delta),
+                None => {
+                    self.cats.insert(key, delta);
+                }
+            }
+        }
+        for (key, delta) in later.nums {
+            match self.nums.get_mut(&key) {
+                Some(mine) => mine.absorb(delta),
+                None => {
+                    self.nums.insert(key, delta);
+                }
+            }
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.cats.is_empty() && self.nums.is_empty()
     }
@@ -317,7 +383,10 @@ impl IndexDelta {
     ) {
         let mut key = std::mem::take(&mut self.key_buf);
         key.clear();
-        let _ = write!(key, "{kind}/{field}#");
+        key.push_str(kind.as_str());
+        key.push('/');
+        key.push_str(field);
+        key.push('#');
         match self.nums.get_mut(key.as_str()) {
             Some(delta) => delta.change(row, old, new),
             None => self
