@@ -247,7 +247,6 @@ impl Database {
                         meta::FORMAT,
                         codec::encode(&codec::FORMAT_VERSION).as_slice(),
                     )?;
-                    table.insert(meta::GENERATION, codec::encode(&0u64).as_slice())?;
                     let machines = machines.cloned().unwrap_or_default();
                     table.insert(meta::MACHINES, codec::encode(&machines).as_slice())?;
                 }

@@ -333,7 +333,7 @@ fn open_once<T>(cell: &OnceCell<T>, open: impl FnOnce() -> Result<T>) -> Result<
     Ok(cell.get_or_init(|| value))
 }
 
-type BitmapTable = ReadOnlyTable<(&'static str, u16), &'static [u8]>;
+type BitmapTable = ReadOnlyTable<(&'static str, u32), &'static [u8]>;
 
 /// A consistent read-only snapshot. Never blocks the writer.
 pub struct ReadTransaction {
@@ -364,7 +364,7 @@ fn cached_bitmap<G, B>(
 ) -> Result<Arc<RoaringBitmap>>
 where
     G: ReadableTable<&'static str, u64>,
-    B: ReadableTable<(&'static str, u16), &'static [u8]>,
+    B: ReadableTable<(&'static str, u32), &'static [u8]>,
 {
     let Some(generation) = generations.get(key)?.map(|g| g.value()) else {
         return Ok(empty_bitmap());
@@ -383,7 +383,7 @@ where
 fn cached_bsi<G, B>(inner: &Inner, generations: &G, bitmaps: &B, base: &str) -> Result<Arc<Bsi>>
 where
     G: ReadableTable<&'static str, u64>,
-    B: ReadableTable<(&'static str, u16), &'static [u8]>,
+    B: ReadableTable<(&'static str, u32), &'static [u8]>,
 {
     let Some(generation) = generations.get(base)?.map(|g| g.value()) else {
         return Ok(Arc::new(Bsi::default()));
@@ -651,19 +651,20 @@ impl WriteTransaction {
             return Err(Error::Poisoned);
         }
         let txn = self.txn.take().ok_or(Error::Poisoned)?;
-        {
+        // Tables are opened only when written: every table a commit touches costs it
+        // pages to copy and checksum.
+        if !self.delta.is_empty() {
+            let mut generations = txn.open_table(storage::BITMAP_GEN)?;
+            let generation = generations
+                .get(storage::GENERATION_KEY)?
+                .map_or(0, |g| g.value())
+                + 1;
+            let mut bitmaps = txn.open_table(storage::BITMAPS)?;
+            store::merge(&mut bitmaps, &mut generations, &self.delta, generation)?;
+            generations.insert(storage::GENERATION_KEY, generation)?;
+        }
+        if !self.next_rows.is_empty() {
             let mut meta_table = txn.open_table(storage::META)?;
-            if !self.delta.is_empty() {
-                let generation: u64 = match meta_table.get(meta::GENERATION)? {
-                    Some(v) => codec::decode("meta", &meta::GENERATION, v.value())?,
-                    None => 0,
-                };
-                let generation = generation + 1;
-                let mut bitmaps = txn.open_table(storage::BITMAPS)?;
-                let mut generations = txn.open_table(storage::BITMAP_GEN)?;
-                store::merge(&mut bitmaps, &mut generations, &self.delta, generation)?;
-                meta_table.insert(meta::GENERATION, codec::encode(&generation).as_slice())?;
-            }
             for (kind, next) in &self.next_rows {
                 let key = format!("{}{kind}", meta::NEXT_ROW);
                 meta_table.insert(key.as_str(), codec::encode(next).as_slice())?;

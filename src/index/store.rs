@@ -8,14 +8,19 @@ use super::{BitDelta, Bsi, IndexDelta};
 use crate::codec;
 use crate::error::{Error, Result};
 
-type Key<'a> = (&'a str, u16);
+type Key<'a> = (&'a str, u32);
 
-fn chunk_range(chunk: u16) -> std::ops::RangeInclusive<u32> {
-    let lo = u32::from(chunk) << 16;
-    lo..=lo | 0xFFFF
+/// Row ids per chunk: `1 << CHUNK_BITS`. Small enough that a one-record write rewrites
+/// at most a page-sized value per touched bitmap, large enough that a million-row
+/// bitmap loads from a few hundred entries.
+pub(crate) const CHUNK_BITS: u32 = 12;
+
+fn chunk_range(chunk: u32) -> std::ops::RangeInclusive<u32> {
+    let lo = chunk << CHUNK_BITS;
+    lo..=lo | ((1 << CHUNK_BITS) - 1)
 }
 
-fn decode_chunk(key: &str, chunk: u16, bytes: &[u8]) -> Result<RoaringBitmap> {
+fn decode_chunk(key: &str, chunk: u32, bytes: &[u8]) -> Result<RoaringBitmap> {
     let name = format!("{key}@{chunk}");
     let bitmap = codec::decode_bitmap("bitmap chunk", &name, bytes)?;
     let range = chunk_range(chunk);
@@ -37,7 +42,7 @@ where
     T: ReadableTable<Key<'static>, &'static [u8]>,
 {
     let mut bitmap = RoaringBitmap::new();
-    for entry in table.range((key, 0u16)..=(key, u16::MAX))? {
+    for entry in table.range((key, 0u32)..=(key, u32::MAX))? {
         let (k, v) = entry?;
         let chunk = k.value().1;
         bitmap |= decode_chunk(key, chunk, v.value())?;
@@ -70,7 +75,7 @@ where
 {
     let mut bsi = Bsi::default();
     let end = prefix_end(base).unwrap_or_default();
-    for entry in table.range((base, 0u16)..(end.as_str(), 0u16))? {
+    for entry in table.range((base, 0u32)..(end.as_str(), 0u32))? {
         let (k, v) = entry?;
         let (name, chunk) = k.value();
         let chunk_bitmap = decode_chunk(name, chunk, v.value())?;
@@ -109,11 +114,11 @@ where
     Ok(bsi)
 }
 
-/// The distinct chunks (row id >> 16) a bitmap touches.
-fn chunks_of(bitmap: &RoaringBitmap, out: &mut Vec<u16>) {
+/// The distinct chunks (row id >> CHUNK_BITS) a bitmap touches.
+fn chunks_of(bitmap: &RoaringBitmap, out: &mut Vec<u32>) {
     let mut next = bitmap.min();
     while let Some(v) = next {
-        let chunk = (v >> 16) as u16;
+        let chunk = v >> CHUNK_BITS;
         out.push(chunk);
         let end = *chunk_range(chunk).end();
         if end == u32::MAX {
@@ -204,7 +209,7 @@ mod tests {
         let bitmap: RoaringBitmap = [1, 2, 70_000, 200_000, u32::MAX].into_iter().collect();
         let mut out = Vec::new();
         chunks_of(&bitmap, &mut out);
-        assert_eq!(out, vec![0, 1, 3, u16::MAX]);
+        assert_eq!(out, vec![0, 17, 48, u32::MAX >> CHUNK_BITS]);
     }
 
     #[test]

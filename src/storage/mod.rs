@@ -32,13 +32,17 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 /// Natural keys: (`"contact.email"` | `"product.sku"`, normalised value) → row id.
 pub(crate) const UNIQUE: TableDefinition<(&str, &str), u32> = TableDefinition::new("unique");
 
-/// Bitmap chunks: (bitmap key, row id >> 16) → versioned portable roaring bytes holding
+/// Bitmap chunks: (bitmap key, row id >> 12) → versioned portable roaring bytes holding
 /// only row ids of that chunk. A missing chunk is empty.
-pub(crate) const BITMAPS: TableDefinition<(&str, u16), &[u8]> = TableDefinition::new("bitmaps");
+pub(crate) const BITMAPS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("bitmaps");
 
 /// Index generations: cache key → generation of the commit that last changed it.
-/// A bitmap key that was ever written has an entry, even once empty.
+/// A bitmap key that was ever written has an entry, even once empty. The empty key
+/// ([`GENERATION_KEY`]) holds the generation of the last commit that changed an index.
 pub(crate) const BITMAP_GEN: TableDefinition<&str, u64> = TableDefinition::new("bitmap_gen");
+
+/// The `bitmap_gen` key of the commit generation counter; no bitmap key is empty.
+pub(crate) const GENERATION_KEY: &str = "";
 
 /// Stage history: (entity kind, row id, sequence) → versioned history entry.
 pub(crate) const HISTORY: TableDefinition<(u8, u32, u32), &[u8]> = TableDefinition::new("history");
@@ -50,8 +54,6 @@ pub(crate) const SEGMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) mod meta {
     /// The database format version (one byte).
     pub(crate) const FORMAT: &str = "format";
-    /// The commit generation counter (u64).
-    pub(crate) const GENERATION: &str = "generation";
     /// Custom field schemas of every kind.
     pub(crate) const SCHEMA: &str = "schema";
     /// Lifecycle machines.
