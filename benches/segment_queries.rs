@@ -105,31 +105,39 @@ fn rows(generator: &Generator) -> Vec<Row> {
         .collect()
 }
 
-/// A bit-sliced index over non-negative values with crmdb's logarithmic buckets: bucket
-/// `64` holds zero and bucket `65 + floor(log2(v))` the positive values.
+/// A bit-sliced index over non-negative values with crmdb's logarithmic buckets: zero
+/// alone, magnitudes 1, 2 and 3 alone, then four buckets per power of two (split by the
+/// two bits after the leading one); numbered as crmdb numbers them.
 #[derive(Default)]
 struct Slices {
     bits: Vec<RoaringBitmap>,
-    buckets: BTreeMap<u8, RoaringBitmap>,
+    buckets: BTreeMap<u16, RoaringBitmap>,
 }
 
-fn bucket_of(value: i64) -> u8 {
-    if value == 0 {
-        64
-    } else {
-        65 + (63 - value.leading_zeros()) as u8
+const ZERO_BUCKET: u16 = 3 + 62 * 4;
+
+fn bucket_of(value: i64) -> u16 {
+    let m = value.unsigned_abs();
+    if m == 0 {
+        return ZERO_BUCKET;
     }
+    if m < 4 {
+        return ZERO_BUCKET + m as u16;
+    }
+    let octave = 63 - m.leading_zeros();
+    ZERO_BUCKET + 4 + (octave as u16 - 2) * 4 + ((m >> (octave - 2)) & 3) as u16
 }
 
-fn bucket_bounds(bucket: u8) -> (i64, i64) {
-    if bucket == 64 {
-        return (0, 0);
+fn bucket_bounds(bucket: u16) -> (i64, i64) {
+    let off = bucket - ZERO_BUCKET;
+    if off < 4 {
+        return (i64::from(off), i64::from(off));
     }
-    let m = u32::from(bucket) - 65;
-    (
-        1 << m,
-        ((1i128 << (m + 1)) - 1).min(i128::from(i64::MAX)) as i64,
-    )
+    let octave = u32::from(off - 4) / 4 + 2;
+    let sub = i128::from((off - 4) % 4);
+    let low = (4 + sub) << (octave - 2);
+    let high = ((5 + sub) << (octave - 2)) - 1;
+    (low as i64, high.min(i128::from(i64::MAX)) as i64)
 }
 
 impl Slices {

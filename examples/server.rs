@@ -6,13 +6,16 @@
 //! ```
 //!
 //! **Boundary**: this example is the only place that knows HTTP and JSON. The request and
-//! response shapes live in `server/records.rs`; the engine sees typed records only.
+//! response shapes live in `server/records.rs` (records) and `server/analytics.rs`
+//! (analytics and lead assignment); the engine sees typed records only.
 //!
 //! Every engine call runs on tokio's blocking pool, inside one transaction per request,
 //! so a refused or malformed request leaves the database exactly as it was. Slow or
 //! oversized requests are cut off: a header read timeout per connection, a body limit,
 //! a whole-request timeout and a global concurrency limit.
 
+#[path = "server/analytics.rs"]
+pub mod analytics;
 #[path = "server/import.rs"]
 pub mod import;
 #[path = "server/records.rs"]
@@ -40,6 +43,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value as JsonValue, json};
 use tower::ServiceBuilder;
 
+use self::analytics::{
+    AssignmentIn, FunnelIn, OwnersIn, ProductsIn, RfmRefreshIn, assignment_json, funnel_json,
+    owners_json, products_json, rfm_json,
+};
 use self::records::{Resource, stage_change_json};
 
 // ---- configuration ----
@@ -266,7 +273,14 @@ pub fn app_with(db: Database, config: &ServerConfig) -> Router {
         .route(
             "/segments/{name}",
             get(read_segment).put(save_segment).delete(delete_segment),
-        );
+        )
+        .route("/analytics/funnel", post(funnel))
+        .route("/analytics/owners", post(owner_ranking))
+        .route("/analytics/products", post(product_sales))
+        .route("/analytics/rfm", get(rfm_state))
+        .route("/analytics/rfm/refresh", post(refresh_rfm))
+        .route("/assignment", get(read_assignment).put(save_assignment))
+        .route("/contacts/{id}/requalify", post(requalify));
     router = crud_routes::<Contact>(router);
     router = crud_routes::<Account>(router);
     router = crud_routes::<Deal>(router);
@@ -808,6 +822,124 @@ async fn delete_segment(
     .await?;
     existed?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- analytics ----
+
+async fn funnel(State(db): State<Database>, Body(request): Body<FunnelIn>) -> ApiResult {
+    let request = request.window()?;
+    let json = blocking(&db, move |db| {
+        let request = request.into_request()?;
+        let funnel = db.read(|r| crmdb::analytics::funnel(r, &request))?;
+        Ok(funnel_json(&request, &funnel))
+    })
+    .await?;
+    Ok(Json(json))
+}
+
+async fn owner_ranking(State(db): State<Database>, Body(request): Body<OwnersIn>) -> ApiResult {
+    let request = request.check()?;
+    let json = blocking(&db, move |db| {
+        let owners = db.read(|r| {
+            crmdb::analytics::owner_ranking(r, request.from, request.to, request.sort())
+        })?;
+        Ok(owners_json(&request, &owners))
+    })
+    .await?;
+    Ok(Json(json))
+}
+
+async fn product_sales(State(db): State<Database>, Body(request): Body<ProductsIn>) -> ApiResult {
+    let window = request.window()?;
+    let json = blocking(&db, move |db| {
+        let (products, categories) =
+            db.read(|r| crmdb::analytics::product_sales(r, window.0, window.1))?;
+        Ok(products_json(window, &products, &categories))
+    })
+    .await?;
+    Ok(Json(json))
+}
+
+/// Recomputes RFM scores and value tiers as of `now` (the database clock by default).
+async fn refresh_rfm(State(db): State<Database>, Body(request): Body<RfmRefreshIn>) -> ApiResult {
+    let now = request.now()?;
+    let state = blocking(&db, move |db| {
+        db.write(|tx| {
+            let now = now.unwrap_or_else(|| tx.now());
+            tx.refresh_rfm(now)
+        })
+    })
+    .await?;
+    Ok(Json(rfm_json(&state)))
+}
+
+/// The last RFM refresh; 404 `rfm_not_refreshed` before the first.
+async fn rfm_state(State(db): State<Database>) -> ApiResult {
+    let state = blocking(&db, |db| db.read(crmdb::analytics::rfm_state)).await?;
+    match state {
+        Some(state) => Ok(Json(rfm_json(&state))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "rfm_not_refreshed",
+            "RFM scores have not been computed yet; POST /analytics/rfm/refresh first",
+        )),
+    }
+}
+
+// ---- lead assignment ----
+
+async fn read_assignment(State(db): State<Database>) -> ApiResult {
+    let assignment = blocking(&db, |db| db.read(crmdb::assignment)).await?;
+    Ok(Json(assignment_json(&assignment)))
+}
+
+/// Replaces the whole assignment configuration. An excluded owner that does not exist
+/// is a broken reference (422), as it is in a record's body.
+async fn save_assignment(
+    State(db): State<Database>,
+    Body(request): Body<AssignmentIn>,
+) -> ApiResult {
+    let saved = blocking(&db, move |db| {
+        let written = db.write(|tx| {
+            let assignment = request.into_assignment(&tx.machines()?.contact)?;
+            tx.set_assignment(assignment)?;
+            crmdb::assignment(tx)
+        });
+        match written {
+            Err(Error::NotFound {
+                kind: EntityKind::Owner,
+                id,
+            }) => Ok(Err(id)),
+            other => other.map(Ok),
+        }
+    })
+    .await?;
+    match saved {
+        Ok(assignment) => Ok(Json(assignment_json(&assignment))),
+        Err(owner) => Err(ApiError::unprocessable(
+            "broken_relation",
+            format!("the assignment excludes owner {owner}, which does not exist"),
+        )),
+    }
+}
+
+/// Runs the assignment rules again for a contact. `owner` is the owner they picked, or
+/// `null` when none did (the contact keeps its owner); `rule` names the rule.
+async fn requalify(State(db): State<Database>, PathArgs(id): PathArgs<u32>) -> ApiResult {
+    let json = blocking(&db, move |db| {
+        db.write(|tx| {
+            let id = crmdb::ContactId::new(id);
+            let owner = tx.requalify(id)?;
+            let contact: Contact = tx.get(id)?;
+            Ok(json!({
+                "owner": owner.map(|o| o.get()),
+                "rule": owner.and(contact.assigned_by.clone()),
+                "contact": Contact::to_json(id, &contact),
+            }))
+        })
+    })
+    .await?;
+    Ok(Json(json))
 }
 
 // ---- service ----

@@ -8,13 +8,11 @@
 #[path = "support/model.rs"]
 mod model;
 
-use std::sync::Arc;
-
 use crmdb::{
-    CmpOp, Contact, ContactId, Database, EntityKind, Literal, ManualClock, Owner, OwnerId,
-    Predicate, Query, RoaringBitmap, SavedSegment, Snapshot, Timestamp,
+    CmpOp, Contact, ContactId, EntityKind, Literal, Predicate, Query, RoaringBitmap, SavedSegment,
+    Snapshot, Timestamp,
 };
-use model::{GenContact, Kind};
+use model::Kind;
 use proptest::prelude::*;
 use rusqlite::types::Value as Sql;
 
@@ -248,42 +246,6 @@ fn sqlite_ids(
         .collect()
 }
 
-fn load_crmdb(contacts: &[GenContact]) -> (Database, Vec<(ContactId, Contact)>) {
-    let db = Database::builder()
-        .clock(Arc::new(ManualClock::new(today())))
-        .in_memory()
-        .expect("open");
-    db.write(|tx| {
-        for def in model::custom_defs() {
-            tx.define_field(EntityKind::Contact, def)?;
-        }
-        let owners: Vec<OwnerId> = (0..3)
-            .map(|i| {
-                tx.insert(Owner {
-                    name: format!("owner {i}"),
-                    ..Default::default()
-                })
-            })
-            .collect::<crmdb::Result<_>>()?;
-        let seed = tx.insert(Contact {
-            name: "seed".into(),
-            tags: model::TAGS.iter().map(|t| (*t).to_owned()).collect(),
-            ..Default::default()
-        })?;
-        tx.soft_delete(seed)?;
-        for g in contacts {
-            let id = tx.insert(model::to_contact(g, &owners))?;
-            if g.deleted {
-                tx.soft_delete(id)?;
-            }
-        }
-        Ok(())
-    })
-    .expect("load");
-    let records = db.read(|r| r.records::<Contact>()).expect("read back");
-    (db, records)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(300)))]
 
@@ -297,7 +259,7 @@ proptest! {
             8,
         ),
     ) {
-        let (db, records) = load_crmdb(&contacts);
+        let (db, records) = model::load(&contacts, today());
         let rows: Vec<ContactId> = picks
             .iter()
             .filter_map(|p| records.get(p % records.len()).map(|(id, _)| *id))

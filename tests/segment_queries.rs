@@ -5,11 +5,9 @@
 #[path = "support/model.rs"]
 mod model;
 
-use std::sync::Arc;
-
 use crmdb::{
-    Contact, ContactId, Database, EntityKind, Error, GroupBy, Literal, ManualClock, Owner, OwnerId,
-    Predicate, Query, SavedSegment, Snapshot, SortBy, Timestamp,
+    Contact, ContactId, Database, EntityKind, Error, GroupBy, Literal, Predicate, Query,
+    SavedSegment, Snapshot, SortBy, Timestamp,
 };
 use model::{Env, GenContact};
 use proptest::prelude::*;
@@ -34,41 +32,7 @@ fn today() -> Timestamp {
 }
 
 fn build(contacts: &[GenContact]) -> Fixture {
-    let clock = Arc::new(ManualClock::new(today()));
-    let db = Database::builder()
-        .clock(clock)
-        .in_memory()
-        .expect("open in memory");
-    db.write(|tx| {
-        for def in model::custom_defs() {
-            tx.define_field(EntityKind::Contact, def)?;
-        }
-        let owners: Vec<OwnerId> = (0..3)
-            .map(|i| {
-                tx.insert(Owner {
-                    name: format!("owner {i}"),
-                    ..Default::default()
-                })
-            })
-            .collect::<crmdb::Result<_>>()?;
-        // A contact carrying every tag, in the recycle bin: every tag is known to the
-        // engine, none of them through a live record.
-        let seed = tx.insert(Contact {
-            name: "seed".into(),
-            tags: model::TAGS.iter().map(|t| (*t).to_owned()).collect(),
-            ..Default::default()
-        })?;
-        tx.soft_delete(seed)?;
-        for g in contacts {
-            let id = tx.insert(model::to_contact(g, &owners))?;
-            if g.deleted {
-                tx.soft_delete(id)?;
-            }
-        }
-        Ok(())
-    })
-    .expect("load data set");
-    let records = db.read(|r| r.records::<Contact>()).expect("read back");
+    let (db, records) = model::load(contacts, today());
     Fixture {
         db,
         records,

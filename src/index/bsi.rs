@@ -34,38 +34,63 @@ pub(crate) struct Bsi {
     /// Rows by [`bucket_of`] their value; empty buckets are absent. **Invariant**: the
     /// buckets partition `exists` — except in an index written before buckets existed,
     /// which [`Bsi::is_bucketed`] detects and answers from the slices alone.
-    pub(crate) buckets: BTreeMap<u8, RoaringBitmap>,
+    pub(crate) buckets: BTreeMap<u16, RoaringBitmap>,
 }
 
 const SIGN: usize = 63;
 
 /// Number of buckets: 64 negative magnitudes, zero, 63 positive magnitudes.
-pub(crate) const BUCKETS: u8 = 128;
+pub(crate) const BUCKETS: u16 = 2 * MAGNITUDE_BUCKETS + 1;
 
-/// The bucket of a value, in value order: `0..64` negative values by decreasing
-/// `floor(log2(|v|))`, `64` zero, `65..128` positive values by increasing
-/// `floor(log2(v))`.
-pub(crate) fn bucket_of(value: i64) -> u8 {
-    let log2 = |m: u64| 63 - m.leading_zeros() as u8;
+/// Buckets per sign: magnitudes 1, 2 and 3 alone, then four per power of two
+/// (`4 · 2^k ..` split by the two bits after the leading one) up to `2^64 - 1`.
+const MAGNITUDE_BUCKETS: u16 = 3 + 62 * 4;
+const ZERO_BUCKET: u16 = MAGNITUDE_BUCKETS;
+
+/// The index of a non-zero magnitude among the magnitude buckets, in increasing order.
+fn magnitude_bucket(m: u64) -> u16 {
+    if m < 4 {
+        return (m - 1) as u16;
+    }
+    let octave = 63 - m.leading_zeros();
+    let sub = (m >> (octave - 2)) & 3;
+    3 + (octave as u16 - 2) * 4 + sub as u16
+}
+
+/// The smallest and largest magnitude of a magnitude bucket.
+fn magnitude_bounds(bucket: u16) -> (u128, u128) {
+    if bucket < 3 {
+        let m = u128::from(bucket) + 1;
+        return (m, m);
+    }
+    let octave = u32::from(bucket - 3) / 4 + 2;
+    let sub = u128::from((bucket - 3) % 4);
+    ((4 + sub) << (octave - 2), ((5 + sub) << (octave - 2)) - 1)
+}
+
+/// The bucket of a value, in value order: negative values by decreasing magnitude,
+/// then zero, then positive values by increasing magnitude. Four buckets per power of
+/// two keep the rows a range cuts through (and refines with the slices) few.
+pub(crate) fn bucket_of(value: i64) -> u16 {
     match value {
-        0 => 64,
-        v if v < 0 => 63 - log2(v.unsigned_abs()),
-        v => 65 + log2(v.unsigned_abs()),
+        0 => ZERO_BUCKET,
+        v if v < 0 => ZERO_BUCKET - 1 - magnitude_bucket(v.unsigned_abs()),
+        v => ZERO_BUCKET + 1 + magnitude_bucket(v.unsigned_abs()),
     }
 }
 
-/// The smallest and largest value of a bucket.
-fn bucket_bounds(bucket: u8) -> (i64, i64) {
+/// The smallest and largest value of a bucket (clamped to `i64`).
+fn bucket_bounds(bucket: u16) -> (i64, i64) {
     let clamp = |v: i128| v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
-    match bucket {
-        64 => (0, 0),
-        b if b < 64 => {
-            let m = 63 - u32::from(b);
-            (clamp(1 - (1i128 << (m + 1))), clamp(-(1i128 << m)))
+    match bucket.cmp(&ZERO_BUCKET) {
+        std::cmp::Ordering::Equal => (0, 0),
+        std::cmp::Ordering::Less => {
+            let (low, high) = magnitude_bounds(ZERO_BUCKET - 1 - bucket);
+            (clamp(-(high as i128)), clamp(-(low as i128)))
         }
-        b => {
-            let m = u32::from(b) - 65;
-            (clamp(1i128 << m), clamp((1i128 << (m + 1)) - 1))
+        std::cmp::Ordering::Greater => {
+            let (low, high) = magnitude_bounds(bucket - ZERO_BUCKET - 1);
+            (clamp(low as i128), clamp(high as i128))
         }
     }
 }
@@ -453,7 +478,8 @@ mod tests {
             let (first, last) = bucket_bounds(bucket_of(v));
             assert!(first <= v && v <= last, "{v} in {first}..={last}");
         }
-        for bucket in 0..BUCKETS - 1 {
+        assert!(bucket_of(i64::MAX) < BUCKETS);
+        for bucket in bucket_of(i64::MIN)..bucket_of(i64::MAX) {
             let (_, last) = bucket_bounds(bucket);
             let (next, _) = bucket_bounds(bucket + 1);
             assert_eq!(last + 1, next, "bucket {bucket}");

@@ -196,7 +196,7 @@ pub(crate) struct BsiDelta {
     pub(crate) exists: BitDelta,
     pub(crate) slices: Vec<BitDelta>,
     /// By [`bsi::bucket_of`].
-    pub(crate) buckets: BTreeMap<u8, BitDelta>,
+    pub(crate) buckets: BTreeMap<u16, BitDelta>,
 }
 
 impl BsiDelta {
@@ -274,7 +274,7 @@ impl BsiDelta {
             let want = target.slices.get(bit).unwrap_or(&empty);
             compose(&mut self.slices[bit], have, want);
         }
-        let buckets: std::collections::BTreeSet<u8> = current
+        let buckets: std::collections::BTreeSet<u16> = current
             .buckets
             .keys()
             .chain(target.buckets.keys())

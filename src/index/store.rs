@@ -83,7 +83,7 @@ where
         if suffix == "e" {
             bsi.exists |= chunk_bitmap;
         } else if let Some(bucket) = suffix.strip_prefix('b') {
-            let bucket: u8 = bucket
+            let bucket: u16 = bucket
                 .parse()
                 .ok()
                 .filter(|b| *b < BUCKETS)

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crmdb::Snapshot as _;
 use crmdb::{
     CmpOp, Contact, ContactId, ContactRole, FieldDef, FieldType, Literal, Money, OwnerId,
     Predicate, Query, RoaringBitmap, SavedSegment, Timestamp, Value,
@@ -557,4 +558,47 @@ pub fn query(segments: Vec<String>) -> BoxedStrategy<Query> {
         ]
     })
     .boxed()
+}
+
+/// Loads a generated data set into a new in-memory database whose clock stands at
+/// `today`: the custom fields, three owners, a soft-deleted contact carrying every tag
+/// (so that every tag is known to the engine, none of them through a live record), then
+/// the contacts. Returns the database and every contact as read back.
+pub fn load(
+    contacts: &[GenContact],
+    today: Timestamp,
+) -> (crmdb::Database, Vec<(ContactId, Contact)>) {
+    let db = crmdb::Database::builder()
+        .clock(std::sync::Arc::new(crmdb::ManualClock::new(today)))
+        .in_memory()
+        .expect("open in memory");
+    db.write(|tx| {
+        for def in custom_defs() {
+            tx.define_field(crmdb::EntityKind::Contact, def)?;
+        }
+        let owners: Vec<OwnerId> = (0..3)
+            .map(|i| {
+                tx.insert(crmdb::Owner {
+                    name: format!("owner {i}"),
+                    ..Default::default()
+                })
+            })
+            .collect::<crmdb::Result<_>>()?;
+        let seed = tx.insert(Contact {
+            name: "seed".into(),
+            tags: TAGS.iter().map(|t| (*t).to_owned()).collect(),
+            ..Default::default()
+        })?;
+        tx.soft_delete(seed)?;
+        for g in contacts {
+            let id = tx.insert(to_contact(g, &owners))?;
+            if g.deleted {
+                tx.soft_delete(id)?;
+            }
+        }
+        Ok(())
+    })
+    .expect("load data set");
+    let records = db.read(|r| r.records::<Contact>()).expect("read back");
+    (db, records)
 }
