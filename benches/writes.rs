@@ -88,10 +88,23 @@ impl Data {
     }
 
     fn load_crmdb(&self, db: &Database, contacts: Vec<Contact>, batch_size: usize) {
-        let report = BulkLoad::new(db)
-            .batch_size(batch_size)
-            .run(contacts, |_| {})
-            .expect("bulk load");
+        self.load_crmdb_with(db, contacts, batch_size, None);
+    }
+
+    /// `threads`: `None` for the default, `Some(0)` for the one-by-one loop.
+    fn load_crmdb_with(
+        &self,
+        db: &Database,
+        contacts: Vec<Contact>,
+        batch_size: usize,
+        threads: Option<usize>,
+    ) {
+        let mut load = BulkLoad::new(db);
+        load.batch_size(batch_size);
+        if let Some(threads) = threads {
+            load.threads(threads);
+        }
+        let report = load.run(contacts, |_| {}).expect("bulk load");
         assert_eq!(
             report.inserted,
             self.rows(),
@@ -182,6 +195,22 @@ fn bulk_load(c: &mut Criterion, data: &Data) {
         println!(
             "bulk load batch {size}: crmdb {:.0} rows/s, ratio to redb {:.2}",
             rate(elapsed),
+            rate(elapsed) / rate(redb)
+        );
+    }
+    // Records prepared on worker threads through channels vs the one-by-one loop
+    // (threads 0), one timed run each.
+    let mut one_by_one = None;
+    for threads in [0, 1, 2] {
+        let (db, contacts) = (data.empty_crmdb(), data.contacts.clone());
+        let start = Instant::now();
+        data.load_crmdb_with(&db, contacts, DEFAULT_BATCH, Some(threads));
+        let elapsed = start.elapsed();
+        let baseline = *one_by_one.get_or_insert(elapsed);
+        println!(
+            "bulk load threads {threads}: crmdb {:.0} rows/s, {:.2}x the one-by-one loop, ratio to redb {:.2}",
+            rate(elapsed),
+            rate(elapsed) / rate(baseline),
             rate(elapsed) / rate(redb)
         );
     }
