@@ -65,6 +65,8 @@
 //!   is false, whatever the operator, so `region != "x"` does not match records without
 //!   a region. `NOT q` is the complement of `q` within the live records of the entity
 //!   kind, so `NOT region = "x"` does match them. Soft-deleted records never match.
+//!   On multi-valued fields (`tag`, `role`, multi selects) `=` means "has this value"
+//!   and `!=` means "has some value, and not this one".
 //! - Errors name the byte offset and what was expected; unknown fields, tags, stages
 //!   and segments are named. Queries are at most [`MAX_QUERY_BYTES`] long and nested at
 //!   most [`MAX_QUERY_DEPTH`] deep.
