@@ -451,10 +451,13 @@ fn lead_assignment_rules() -> crmdb::Result<()> {
         assigned(&db, nowhere)?,
         (Some(o2), Some("west_capacity".into()))
     );
-    // A failed write rolls the round-robin pointer back with it.
+    // A failed write rolls the round-robin pointer back with it: the next lead gets the
+    // owner the rolled-back one had, and the one after it the other regional owner.
     let before = db.read(|r| r.count(EntityKind::Contact, &Query::All))?;
+    let mut rolled_back_owner = None;
     let failed: crmdb::Result<()> = db.write(|tx| {
-        tx.insert(lead("bj"))?;
+        let id = tx.insert(lead("sh"))?;
+        rolled_back_owner = tx.get(id)?.owner;
         Err(crmdb::Error::InvalidArgument("abort".into()))
     });
     assert!(failed.is_err());
@@ -462,6 +465,13 @@ fn lead_assignment_rules() -> crmdb::Result<()> {
         db.read(|r| r.count(EntityKind::Contact, &Query::All))?,
         before
     );
+    let again = db.write(|tx| tx.insert(lead("sh")))?;
+    assert_eq!(assigned(&db, again)?.0, rolled_back_owner);
+    let next = db.write(|tx| tx.insert(lead("sh")))?;
+    let regional = [Some(o0), Some(o2)];
+    assert!(regional.contains(&rolled_back_owner));
+    assert!(regional.contains(&assigned(&db, next)?.0));
+    assert_ne!(assigned(&db, next)?.0, rolled_back_owner);
     Ok(())
 }
 
