@@ -16,6 +16,18 @@ use crate::lifecycle::Stage;
 pub(crate) mod sealed {
     use super::*;
 
+    /// The engine-maintained fields every record has: creation time (kept unless the
+    /// update sets one), last write time, recycle-bin time.
+    pub(crate) fn keep_common_fields<R: RecordInternal>(new: &mut R, stored: &R) {
+        if new.created_at().is_none()
+            && let Some(at) = stored.created_at()
+        {
+            new.set_created_at(at);
+        }
+        new.set_updated_at(stored.updated_at());
+        new.set_deleted_at(stored.deleted_at());
+    }
+
     /// What the engine needs from every record type; not nameable outside the crate.
     pub trait RecordInternal {
         fn custom(&self) -> &BTreeMap<String, Value>;
@@ -26,10 +38,16 @@ pub(crate) mod sealed {
         fn created_at(&self) -> Option<Timestamp>;
         fn set_created_at(&mut self, at: Timestamp);
         fn set_updated_at(&mut self, at: Timestamp);
+        fn updated_at(&self) -> Timestamp;
         fn deleted_at(&self) -> Option<Timestamp>;
         fn set_deleted_at(&mut self, at: Option<Timestamp>);
         /// Copies engine-maintained fields from the stored version onto a caller's update.
-        fn keep_engine_fields(&mut self, stored: &Self);
+        fn keep_engine_fields(&mut self, stored: &Self)
+        where
+            Self: Sized,
+        {
+            keep_common_fields(self, stored);
+        }
         /// Checks invariants that need no other record (lengths, totals).
         fn check(&self) -> Result<(), FieldProblem>;
         /// The tag set, for records that carry tags.
@@ -588,6 +606,9 @@ macro_rules! record_common {
         fn set_deleted_at(&mut self, at: Option<Timestamp>) {
             self.deleted_at = at;
         }
+        fn updated_at(&self) -> Timestamp {
+            self.updated_at
+        }
     };
 }
 
@@ -666,9 +687,7 @@ impl sealed::RecordInternal for Contact {
     fn keep_engine_fields(&mut self, stored: &Self) {
         self.stats = stored.stats.clone();
         self.assigned_by = stored.assigned_by.clone();
-        self.created_at = self.created_at.or(stored.created_at);
-        self.updated_at = stored.updated_at;
-        self.deleted_at = stored.deleted_at;
+        sealed::keep_common_fields(self, stored);
     }
 
     fn check(&self) -> Result<(), FieldProblem> {
@@ -716,12 +735,6 @@ impl sealed::RecordInternal for Account {
         let mut out = Vec::new();
         opt_ref(EntityKind::Owner, self.owner, &mut out);
         out
-    }
-
-    fn keep_engine_fields(&mut self, stored: &Self) {
-        self.created_at = self.created_at.or(stored.created_at);
-        self.updated_at = stored.updated_at;
-        self.deleted_at = stored.deleted_at;
     }
 
     fn check(&self) -> Result<(), FieldProblem> {
@@ -775,12 +788,6 @@ impl sealed::RecordInternal for Deal {
         out
     }
 
-    fn keep_engine_fields(&mut self, stored: &Self) {
-        self.created_at = self.created_at.or(stored.created_at);
-        self.updated_at = stored.updated_at;
-        self.deleted_at = stored.deleted_at;
-    }
-
     fn check(&self) -> Result<(), FieldProblem> {
         check_text("name", &self.name)?;
         if self.probability_override.is_some_and(|p| p > 100) {
@@ -822,12 +829,6 @@ impl sealed::RecordInternal for Activity {
         out
     }
 
-    fn keep_engine_fields(&mut self, stored: &Self) {
-        self.created_at = self.created_at.or(stored.created_at);
-        self.updated_at = stored.updated_at;
-        self.deleted_at = stored.deleted_at;
-    }
-
     fn check(&self) -> Result<(), FieldProblem> {
         if let Some(outcome) = &self.outcome {
             check_text("outcome", outcome)?;
@@ -863,12 +864,6 @@ impl sealed::RecordInternal for Order {
         out
     }
 
-    fn keep_engine_fields(&mut self, stored: &Self) {
-        self.created_at = self.created_at.or(stored.created_at);
-        self.updated_at = stored.updated_at;
-        self.deleted_at = stored.deleted_at;
-    }
-
     fn check(&self) -> Result<(), FieldProblem> {
         let sum = lines_total(&self.line_items)?;
         if !self.line_items.is_empty() && sum != self.total {
@@ -901,12 +896,6 @@ impl sealed::RecordInternal for Product {
         Vec::new()
     }
 
-    fn keep_engine_fields(&mut self, stored: &Self) {
-        self.created_at = self.created_at.or(stored.created_at);
-        self.updated_at = stored.updated_at;
-        self.deleted_at = stored.deleted_at;
-    }
-
     fn check(&self) -> Result<(), FieldProblem> {
         if self.sku.trim().is_empty() {
             return Err(("sku", "empty".into()));
@@ -928,12 +917,6 @@ impl sealed::RecordInternal for Owner {
 
     fn references(&self) -> Vec<(EntityKind, u32)> {
         Vec::new()
-    }
-
-    fn keep_engine_fields(&mut self, stored: &Self) {
-        self.created_at = self.created_at.or(stored.created_at);
-        self.updated_at = stored.updated_at;
-        self.deleted_at = stored.deleted_at;
     }
 
     fn check(&self) -> Result<(), FieldProblem> {
@@ -962,12 +945,6 @@ impl sealed::RecordInternal for Task {
             out.push(subject.reference());
         }
         out
-    }
-
-    fn keep_engine_fields(&mut self, stored: &Self) {
-        self.created_at = self.created_at.or(stored.created_at);
-        self.updated_at = stored.updated_at;
-        self.deleted_at = stored.deleted_at;
     }
 
     fn check(&self) -> Result<(), FieldProblem> {
