@@ -1041,19 +1041,22 @@ pub async fn serve(
 
 // ---- the command line ----
 
-/// An HTTP/JSON server in front of crmdb, loaded with demo data.
+/// An HTTP/JSON server in front of crmdb: in memory with generated demo data by
+/// default; a durable file (`--db`) or an import (`--import`) gets only what the user
+/// puts there, unless `--demo N` asks for demo data too.
 #[derive(Debug, clap::Parser)]
 #[command(name = "server")]
-struct Args {
+pub struct Args {
     /// Address to listen on; only loopback addresses are accepted.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// Demo contacts to generate into an empty database (0 for none).
-    #[arg(long, default_value_t = 20_000)]
-    size: u32,
+    /// Demo contacts to generate into an empty database (0 for none). Defaults to
+    /// 20 000 in memory without an import, and to none with `--db` or `--import`.
+    #[arg(long, alias = "size")]
+    demo: Option<u32>,
     /// A database file to use instead of memory; created if missing.
     #[arg(long)]
     db: Option<PathBuf>,
@@ -1069,6 +1072,42 @@ fn progress_bar(length: u64, unit: &str) -> indicatif::ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+/// The in-memory default's demo data set.
+const DEFAULT_DEMO_CONTACTS: u32 = 20_000;
+
+impl Args {
+    /// How many demo contacts to generate: only what `--demo` says, or the default data
+    /// set when the database is in memory and nothing is imported.
+    pub fn demo_contacts(&self) -> u32 {
+        match self.demo {
+            Some(n) => n,
+            None if self.db.is_none() && self.import.is_none() => DEFAULT_DEMO_CONTACTS,
+            None => 0,
+        }
+    }
+}
+
+/// Opens the database the arguments name and loads what they ask for: demo data into an
+/// empty database, then the import.
+pub fn prepare(args: &Args) -> Result<Database, Box<dyn std::error::Error>> {
+    let db = match &args.db {
+        Some(path) => Database::create(path)?,
+        None => Database::in_memory()?,
+    };
+    let contacts = db.read(|r| Ok(r.live(EntityKind::Contact)?.len()))?;
+    let demo = args.demo_contacts();
+    if contacts == 0 && demo > 0 {
+        load_demo(&db, demo)?;
+    } else if contacts > 0 && demo > 0 {
+        println!("the database holds {contacts} contacts; no demo data generated");
+    }
+    if let Some(file) = &args.import {
+        let report = import::import_file(&db, file)?;
+        report.print();
+    }
+    Ok(db)
 }
 
 fn load_demo(db: &Database, contacts: u32) -> crmdb::Result<()> {
@@ -1129,20 +1168,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .into());
     }
 
-    let db = match &args.db {
-        Some(path) => Database::create(path)?,
-        None => Database::in_memory()?,
-    };
-    let contacts = db.read(|r| Ok(r.live(EntityKind::Contact)?.len()))?;
-    if contacts == 0 && args.size > 0 {
-        load_demo(&db, args.size)?;
-    } else if contacts > 0 {
-        println!("the database holds {contacts} contacts; no demo data generated");
-    }
-    if let Some(file) = &args.import {
-        let report = import::import_file(&db, file)?;
-        report.print();
-    }
+    let db = prepare(&args)?;
 
     let config = ServerConfig::default();
     let runtime = tokio::runtime::Builder::new_multi_thread()

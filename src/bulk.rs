@@ -39,8 +39,17 @@ pub struct BulkLoad<'db> {
 pub struct BulkReport {
     /// Records inserted.
     pub inserted: u64,
-    /// Records refused: position in the input and why.
-    pub rejected: Vec<(u64, Error)>,
+    /// Records refused, in input order.
+    pub rejected: Vec<Rejection>,
+}
+
+/// A record a bulk load refused.
+#[derive(Debug)]
+pub struct Rejection {
+    /// Its position in the input, from 0.
+    pub position: u64,
+    /// Why it was refused; nothing of it was applied.
+    pub error: Error,
 }
 
 /// Records per unit of work handed to an encoding thread.
@@ -95,10 +104,11 @@ impl<'db> BulkLoad<'db> {
                 for (offset, record) in batch.into_iter().enumerate() {
                     match tx.insert(record) {
                         Ok(_) => report.inserted += 1,
-                        Err(e @ (Error::Storage(_) | Error::Poisoned | Error::Corrupt { .. })) => {
-                            return Err(e);
-                        }
-                        Err(e) => report.rejected.push((position + offset as u64, e)),
+                        Err(e) if e.poisons() => return Err(e),
+                        Err(error) => report.rejected.push(Rejection {
+                            position: position + offset as u64,
+                            error,
+                        }),
                     }
                 }
             }

@@ -464,9 +464,10 @@ impl Generator {
         let products = bulk.run((0..PRODUCTS as u32).map(|i| self.product(i)), |_| {})?;
         let accounts = bulk.run((0..self.accounts()).map(|i| self.account(i)), |_| {})?;
         for report in [&owners, &products, &accounts] {
-            if let Some((_, e)) = report.rejected.first() {
+            if let Some(rejection) = report.rejected.first() {
                 return Err(crate::Error::InvalidArgument(format!(
-                    "demo data refused: {e}"
+                    "demo data refused: {}",
+                    rejection.error
                 )));
             }
         }

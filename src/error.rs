@@ -4,6 +4,23 @@ use std::fmt;
 
 use crate::schema::EntityKind;
 
+/// The most bytes of an offending input an error message quotes.
+pub(crate) const MAX_QUOTED_BYTES: usize = 80;
+
+/// An input quoted for an error message: Rust string syntax, cut after
+/// [`MAX_QUOTED_BYTES`] bytes (at a character boundary) with the full length named, so
+/// that an oversized input is not echoed whole.
+pub(crate) fn quote(input: &str) -> String {
+    if input.len() <= MAX_QUOTED_BYTES {
+        return format!("{input:?}");
+    }
+    let mut end = MAX_QUOTED_BYTES;
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes)", &input[..end], input.len())
+}
+
 /// A specialised `Result` whose error defaults to [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -94,7 +111,7 @@ pub enum Error {
     },
 
     /// A natural key (contact email, product sku) is already taken.
-    #[error("{field} {value:?} is already used by {kind} {existing}")]
+    #[error("{field} {} is already used by {kind} {existing}", quote(.value))]
     Duplicate {
         /// The entity type.
         kind: EntityKind,
@@ -107,7 +124,7 @@ pub enum Error {
     },
 
     /// A field name is not part of the entity's built-in fields or custom schema.
-    #[error("unknown field {field:?} on {kind}")]
+    #[error("unknown field {} on {kind}", quote(.field))]
     UnknownField {
         /// The entity type.
         kind: EntityKind,
@@ -116,7 +133,7 @@ pub enum Error {
     },
 
     /// A field value broke the schema (wrong type, unknown option, bad format).
-    #[error("invalid value for {kind} field {field:?}: {reason}")]
+    #[error("invalid value for {kind} field {}: {reason}", quote(.field))]
     InvalidField {
         /// The entity type.
         kind: EntityKind,
@@ -160,11 +177,11 @@ pub enum Error {
     Query(#[from] QueryError),
 
     /// A saved segment name is unknown.
-    #[error("unknown segment {0:?}")]
+    #[error("unknown segment {}", quote(.0))]
     UnknownSegment(String),
 
     /// A dynamic segment refers to itself, directly or through others.
-    #[error("segment {0:?} refers to itself")]
+    #[error("segment {} refers to itself", quote(.0))]
     SegmentCycle(String),
 
     /// An argument was outside what the call accepts (an empty name, a zero limit).
@@ -182,6 +199,22 @@ pub enum Error {
     /// An I/O error outside redb (opening a path).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// Whether this error leaves a write transaction unusable: a failure of storage or
+    /// of decoding stored bytes, after which the transaction may be half-written. The
+    /// one list of such errors; every writer consults it.
+    pub(crate) fn poisons(&self) -> bool {
+        matches!(
+            self,
+            Error::Storage(_)
+                | Error::Corrupt { .. }
+                | Error::UnsupportedFormat { .. }
+                | Error::Poisoned
+                | Error::Io(_)
+        )
+    }
 }
 
 macro_rules! from_redb {
@@ -236,8 +269,6 @@ pub enum QueryErrorKind {
     },
     /// The field is not known for this entity type.
     UnknownField(String),
-    /// The tag does not occur on any record of this entity type.
-    UnknownTag(String),
     /// The saved segment does not exist.
     UnknownSegment(String),
     /// The stage is not part of this entity's lifecycle machine.
@@ -259,12 +290,11 @@ impl fmt::Display for QueryErrorKind {
             }
             QueryErrorKind::TooLong { limit } => write!(f, "query longer than {limit} bytes"),
             QueryErrorKind::TooDeep { limit } => write!(f, "query nested deeper than {limit}"),
-            QueryErrorKind::UnknownField(name) => write!(f, "unknown field {name:?}"),
-            QueryErrorKind::UnknownTag(name) => write!(f, "unknown tag {name:?}"),
-            QueryErrorKind::UnknownSegment(name) => write!(f, "unknown segment {name:?}"),
-            QueryErrorKind::UnknownStage(name) => write!(f, "unknown stage {name:?}"),
+            QueryErrorKind::UnknownField(name) => write!(f, "unknown field {}", quote(name)),
+            QueryErrorKind::UnknownSegment(name) => write!(f, "unknown segment {}", quote(name)),
+            QueryErrorKind::UnknownStage(name) => write!(f, "unknown stage {}", quote(name)),
             QueryErrorKind::TypeMismatch { field, reason } => {
-                write!(f, "type mismatch on {field:?}: {reason}")
+                write!(f, "type mismatch on {}: {reason}", quote(field))
             }
         }
     }

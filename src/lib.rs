@@ -67,9 +67,11 @@
 //!   kind, so `NOT region = "x"` does match them. Soft-deleted records never match.
 //!   On multi-valued fields (`tag`, `role`, multi selects) `=` means "has this value"
 //!   and `!=` means "has some value, and not this one".
-//! - Errors name the byte offset and what was expected; unknown fields, tags, stages
-//!   and segments are named. Queries are at most [`MAX_QUERY_BYTES`] long and nested at
-//!   most [`MAX_QUERY_DEPTH`] deep.
+//! - Errors name the byte offset and what was expected; unknown fields, stages and
+//!   segments are named. A tag that no record carries matches nothing (a segment does
+//!   not start failing because its tag is new). Empty values (`tag:""`) and segment
+//!   names outside `[a-z0-9_]` are refused. Queries are at most [`MAX_QUERY_BYTES`]
+//!   long and nested at most [`MAX_QUERY_DEPTH`] deep.
 //!
 //! Fields per kind — contact: `region gender source owner account stage role tag
 //! unsubscribed lifetime_value order_count total_spent activity_count last_order
@@ -104,16 +106,16 @@ pub mod demo;
 pub use roaring::RoaringBitmap;
 
 pub use crate::assign::{Assignment, AssignmentRule, assignment};
-pub use crate::bulk::{BulkLoad, BulkReport};
+pub use crate::bulk::{BulkLoad, BulkReport, Rejection};
 pub use crate::db::{Builder, Clock, Database, DatabaseStats, KindStats, ManualClock, SystemClock};
 pub use crate::error::{Error, QueryError, QueryErrorKind, Result};
 pub use crate::lifecycle::{
     AutoMove, Backward, ChangeKind, DEFAULT_PIPELINE, Forward, Guard, Machine, Machines, Rule,
-    Stage, StageChange, StageDef, SweepRule, Trigger,
+    Stage, StageChange, StageDef, SweepMove, SweepRule, Trigger,
 };
 pub use crate::query::{
     CmpOp, FieldRef, Group, GroupBy, Literal, MAX_IN_VALUES, MAX_QUERY_BYTES, MAX_QUERY_DEPTH,
-    Page, Predicate, Query, SavedSegment, SortBy,
+    Page, Predicate, Query, SavedSegment, SortBy, TagCount,
 };
 pub use crate::schema::{
     Account, AccountId, Activity, ActivityId, ActivityKind, Contact, ContactId, ContactRole,

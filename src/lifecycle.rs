@@ -12,6 +12,17 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::schema::{Contact, Deal, Timestamp, Value};
 
+/// A move the sweep made ([`WriteTransaction::sweep`](crate::WriteTransaction::sweep)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepMove {
+    /// The contact moved.
+    pub contact: crate::ContactId,
+    /// The stage it was in.
+    pub from: Stage,
+    /// The stage it moved to.
+    pub to: Stage,
+}
+
 /// The pipeline name used by deals whose `pipeline` is empty.
 pub const DEFAULT_PIPELINE: &str = "default";
 

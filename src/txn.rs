@@ -273,11 +273,14 @@ pub trait Snapshot: SnapshotInternal {
     ///
     /// # Errors
     /// A storage failure.
-    fn tags(&self, kind: EntityKind) -> Result<Vec<(String, u64)>> {
+    fn tags(&self, kind: EntityKind) -> Result<Vec<query::TagCount>> {
         let group = GroupBy::new("tag");
         Ok(query::page::group_by(self, kind, &Query::all(), &group)?
             .into_iter()
-            .map(|g| (g.value, g.count))
+            .map(|g| query::TagCount {
+                tag: g.value,
+                count: g.count,
+            })
             .collect())
     }
 
@@ -618,9 +621,7 @@ impl WriteTransaction {
             return Err(Error::Poisoned);
         }
         let result = f(self);
-        if let Err(Error::Storage(_) | Error::Corrupt { .. } | Error::UnsupportedFormat { .. }) =
-            &result
-        {
+        if result.as_ref().is_err_and(Error::poisons) {
             self.poisoned = true;
         }
         result
@@ -918,7 +919,7 @@ impl WriteTransaction {
         kind: EntityKind,
         records: Vec<(u64, u32, Result<PreparedInsert>)>,
         mut chunk_delta: IndexDelta,
-        rejected: &mut Vec<(u64, Error)>,
+        rejected: &mut Vec<crate::bulk::Rejection>,
     ) -> Result<u64> {
         self.guarded(|tx| {
             let mut live_targets: HashMap<(EntityKind, u32), bool> = HashMap::new();
@@ -932,7 +933,7 @@ impl WriteTransaction {
                     let prepared = match prepared {
                         Ok(p) => p,
                         Err(e) => {
-                            rejected.push((position, e));
+                            rejected.push(crate::bulk::Rejection { position, error: e });
                             continue;
                         }
                     };
@@ -942,7 +943,7 @@ impl WriteTransaction {
                         if prepared.change.is_ok() {
                             chunk_delta.forget_new_row(row);
                         }
-                        rejected.push((position, e));
+                        rejected.push(crate::bulk::Rejection { position, error: e });
                     };
                     for &(target_kind, target_id) in &prepared.references {
                         let live = match live_targets.get(&(target_kind, target_id)) {
@@ -1003,11 +1004,11 @@ impl WriteTransaction {
                                 to,
                                 rule,
                             };
-                            rejected.push((position, e));
+                            rejected.push(crate::bulk::Rejection { position, error: e });
                             continue;
                         }
                         Err(e) => {
-                            rejected.push((position, e));
+                            rejected.push(crate::bulk::Rejection { position, error: e });
                             continue;
                         }
                     };
@@ -1464,7 +1465,7 @@ impl WriteTransaction {
     ///
     /// # Errors
     /// A storage failure; a move the machine refuses is an [`Error::IllegalTransition`].
-    pub fn sweep(&mut self, now: Timestamp) -> Result<Vec<(ContactId, Stage, Stage)>> {
+    pub fn sweep(&mut self, now: Timestamp) -> Result<Vec<crate::lifecycle::SweepMove>> {
         self.guarded(|tx| {
             let config = tx.config_arc()?;
             let mut rules = config.machines.sweep.clone();
@@ -1545,7 +1546,11 @@ impl WriteTransaction {
                     tx.time_override = previous_time;
                     return Err(e);
                 }
-                moved.push((id, from, to));
+                moved.push(crate::lifecycle::SweepMove {
+                    contact: id,
+                    from,
+                    to,
+                });
             }
             tx.time_override = previous_time;
             Ok(moved)

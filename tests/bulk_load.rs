@@ -72,7 +72,7 @@ fn load(threads: usize, batch: usize) -> crmdb::Result<(Database, Vec<(u64, Stri
     let rejected = report
         .rejected
         .iter()
-        .map(|(p, e)| (*p, describe(e)))
+        .map(|r| (r.position, describe(&r.error)))
         .collect();
     Ok((db, rejected))
 }

@@ -986,7 +986,13 @@ fn sweep_moves_inactive_contacts() -> crmdb::Result<()> {
     let moves = |now| -> crmdb::Result<Vec<(u32, String, String)>> {
         db.write(|tx| tx.sweep(now)).map(|m| {
             m.into_iter()
-                .map(|(id, from, to)| (id.get(), from.as_str().into(), to.as_str().into()))
+                .map(|m| {
+                    (
+                        m.contact.get(),
+                        m.from.as_str().into(),
+                        m.to.as_str().into(),
+                    )
+                })
                 .collect()
         })
     };
@@ -1045,7 +1051,11 @@ fn sweep_boundary_is_more_than_after_days() -> crmdb::Result<()> {
     let moved = db.write(|tx| tx.sweep(Timestamp(t0().plus_days(90).0 + 1)))?;
     assert_eq!(
         moved,
-        vec![(id, Stage::new("active"), Stage::new("dormant"))]
+        vec![crmdb::SweepMove {
+            contact: id,
+            from: Stage::new("active"),
+            to: Stage::new("dormant"),
+        }]
     );
     Ok(())
 }

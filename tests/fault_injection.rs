@@ -183,7 +183,7 @@ struct State {
     histories: Vec<Vec<StageChange>>,
     live: RoaringBitmap,
     deleted: RoaringBitmap,
-    tags: Vec<(String, u64)>,
+    tags: Vec<crmdb::TagCount>,
     stage_counts: Vec<u64>,
     query_counts: Vec<(String, u64)>,
     emails: Vec<Option<ContactId>>,
@@ -258,7 +258,11 @@ fn check_indexes_match_rows(state: &State) {
             .expect("a known stage");
         stages[at] += 1;
     }
-    let indexed: BTreeMap<&str, u64> = state.tags.iter().map(|(t, n)| (t.as_str(), *n)).collect();
+    let indexed: BTreeMap<&str, u64> = state
+        .tags
+        .iter()
+        .map(|t| (t.tag.as_str(), t.count))
+        .collect();
     assert_eq!(indexed, tags, "tag index disagrees with the rows");
     assert_eq!(
         state.stage_counts, stages,
@@ -500,8 +504,10 @@ fn every_fault_point_recovers_to_a_committed_state() {
     let bob = &last.histories[1];
     assert_eq!(bob.last().map(|c| c.kind), Some(ChangeKind::Automatic));
     assert_eq!(last.contacts[0].1.stats.order_count, 2);
+    let tag_counts: Vec<(String, u64)> =
+        last.tags.iter().map(|t| (t.tag.clone(), t.count)).collect();
     assert_eq!(
-        last.tags,
+        tag_counts,
         [
             ("gold".into(), 2),
             ("b2b".into(), 1),

@@ -76,3 +76,25 @@ fn within_duration_ending_in_a_multibyte_character_is_an_error() {
         assert!(crmdb::Query::parse(text).is_err(), "{text:?}");
     }
 }
+
+/// `query_parse`: `segment:""` parsed to a segment with an empty name, whose canonical
+/// text `segment:` does not parse back. Names that no saved segment can have, and empty
+/// values, are refused by the parser with the offset of the term.
+#[test]
+fn empty_and_unnameable_segment_names_are_refused() {
+    for (text, offset) in [
+        ("segment:\"\"", 8),
+        ("tag:vip OR segment:\"a b\"", 11),
+        ("segment:Vips", 0),
+        ("tag:\"\"", 4),
+        ("region in (\"x\", \"\")", 16),
+    ] {
+        fuzz_checks::check_query_parse(text.as_bytes());
+        match crmdb::Query::parse(text) {
+            Err(e) => assert_eq!(e.offset, offset, "{text:?}: {e}"),
+            Ok(q) => panic!("{text:?} parsed to {q:?}"),
+        }
+    }
+    let ok = crmdb::Query::parse("segment:\"vips_2026\"").expect("a valid name parses");
+    assert_eq!(ok.to_string(), "segment:vips_2026");
+}

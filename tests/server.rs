@@ -1683,3 +1683,57 @@ async fn loopback_server_cuts_off_slow_clients() {
     .await
     .expect("loopback test finishes in time");
 }
+
+/// `--db FILE --import FILE` puts exactly the imported rows into the new file: demo
+/// data belongs to the in-memory default, or to an explicit `--demo N`.
+#[test]
+fn a_durable_file_gets_only_what_the_user_puts_there() {
+    use clap::Parser as _;
+    use crmdb::{EntityKind, Snapshot};
+    let dir = std::env::temp_dir();
+    let stem = format!("crmdb-server-demo-{}", std::process::id());
+    let csv = dir.join(format!("{stem}.csv"));
+    let file = dir.join(format!("{stem}.redb"));
+    let demo_file = dir.join(format!("{stem}-demo.redb"));
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&demo_file);
+    std::fs::write(
+        &csv,
+        "name,email\nLi Lei,li@example.com\nWang Fang,wang@example.com\n",
+    )
+    .expect("write csv");
+    let parse = |args: &[&str]| {
+        server::Args::try_parse_from(std::iter::once("server").chain(args.iter().copied()))
+            .expect("arguments parse")
+    };
+    let (csv_arg, file_arg) = (
+        csv.to_str().expect("utf-8 path"),
+        file.to_str().expect("utf-8 path"),
+    );
+
+    assert_eq!(parse(&[]).demo_contacts(), 20_000);
+    assert_eq!(parse(&["--demo", "0"]).demo_contacts(), 0);
+    assert_eq!(parse(&["--size", "7"]).demo_contacts(), 7);
+    assert_eq!(parse(&["--import", csv_arg]).demo_contacts(), 0);
+    assert_eq!(parse(&["--db", file_arg]).demo_contacts(), 0);
+
+    let args = parse(&["--db", file_arg, "--import", csv_arg]);
+    let db = server::prepare(&args).expect("the file opens and the rows import");
+    let count = |db: &Database| {
+        db.read(|r| Ok(r.live(EntityKind::Contact)?.len()))
+            .expect("count")
+    };
+    assert_eq!(count(&db), 2, "only the imported rows");
+    drop(db);
+    let reopened = Database::open(&file).expect("reopen");
+    assert_eq!(count(&reopened), 2);
+    drop(reopened);
+
+    let demo_arg = demo_file.to_str().expect("utf-8 path");
+    let db = server::prepare(&parse(&["--db", demo_arg, "--demo", "25"])).expect("demo loads");
+    assert_eq!(count(&db), 25, "an explicit --demo fills a durable file");
+    drop(db);
+    for path in [&csv, &file, &demo_file] {
+        let _ = std::fs::remove_file(path);
+    }
+}

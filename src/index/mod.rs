@@ -29,11 +29,15 @@ pub(crate) const MAX_TAG_BYTES: usize = 64;
 /// Checks a tag name: 1 to 64 bytes, no control characters, no leading or trailing space.
 pub(crate) fn check_tag(tag: &str) -> Result<(), String> {
     if tag.is_empty() || tag.len() > MAX_TAG_BYTES {
-        return Err(format!("tag {tag:?} must be 1 to {MAX_TAG_BYTES} bytes"));
+        return Err(format!(
+            "tag {} must be 1 to {MAX_TAG_BYTES} bytes",
+            crate::error::quote(tag)
+        ));
     }
     if tag.chars().any(char::is_control) || tag.trim() != tag {
         return Err(format!(
-            "tag {tag:?} has control characters or surrounding spaces"
+            "tag {} has control characters or surrounding spaces",
+            crate::error::quote(tag)
         ));
     }
     Ok(())

@@ -162,6 +162,10 @@ impl<S: Snapshot + ?Sized> Binder<'_, S> {
         offset: usize,
     ) -> Result<String> {
         match (kind, value) {
+            // No stored value is empty: an empty one could only ever match nothing.
+            (FieldKind::Cat { .. } | FieldKind::Stage, Literal::Str(s)) if s.is_empty() => {
+                Err(mismatch(offset, field, "an empty value matches nothing"))
+            }
             (FieldKind::Id, Literal::Int(i)) if *i >= 0 && *i <= i64::from(u32::MAX) => {
                 Ok(i.to_string())
             }
@@ -188,16 +192,9 @@ impl<S: Snapshot + ?Sized> Binder<'_, S> {
                 }
                 Ok(stage.clone())
             }
-            (FieldKind::Cat { .. }, Literal::Str(s)) => {
-                if field == "tag" {
-                    let key = index::cat_key(self.kind, field, s);
-                    let known = self.snap.keys_with_prefix(&key)?.contains(&key);
-                    if !known {
-                        return Err(qerr(offset, QueryErrorKind::UnknownTag(s.clone())));
-                    }
-                }
-                Ok(s.clone())
-            }
+            // A tag no record carries yet matches nothing: a segment must not start
+            // failing because its tag is new.
+            (FieldKind::Cat { .. }, Literal::Str(s)) => Ok(s.clone()),
             (FieldKind::Cat { .. }, Literal::Int(i)) => Ok(i.to_string()),
             (FieldKind::Cat { .. } | FieldKind::Stage, _) => {
                 Err(mismatch(offset, field, "expected a string"))

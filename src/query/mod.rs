@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::QueryError;
 use crate::schema::{EntityKind, Money, Record as _, Timestamp};
 
-pub use page::{Group, GroupBy, Page, SortBy};
+pub use page::{Group, GroupBy, Page, SortBy, TagCount};
 
 /// Longest accepted query text, in bytes.
 pub const MAX_QUERY_BYTES: usize = 16 * 1024;

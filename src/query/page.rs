@@ -73,7 +73,16 @@ impl GroupBy {
     }
 }
 
-/// One group.
+/// A tag and how many live records carry it ([`Snapshot::tags`](crate::Snapshot::tags)).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TagCount {
+    /// The tag.
+    pub tag: String,
+    /// Live records carrying it.
+    pub count: u64,
+}
+
+/// One group of a [`GroupBy`] result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
     /// The field value.

@@ -19,7 +19,7 @@
 //! duration  := integer ("d" | "w")
 //! ```
 
-use crate::error::{QueryError, QueryErrorKind};
+use crate::error::{QueryError, QueryErrorKind, quote};
 use crate::schema::days_from_civil;
 
 use super::{CmpOp, Literal, MAX_IN_VALUES, MAX_QUERY_BYTES, MAX_QUERY_DEPTH, Predicate, Query};
@@ -51,8 +51,8 @@ fn describe(tok: &Tok) -> String {
         Tok::Star => "\"*\"".into(),
         Tok::Colon => "\":\"".into(),
         Tok::Cmp(_) => "a comparison operator".into(),
-        Tok::Word(w) => format!("{w:?}"),
-        Tok::Str(s) => format!("string {s:?}"),
+        Tok::Word(w) => quote(w),
+        Tok::Str(s) => format!("string {}", quote(s)),
         Tok::Eof => "end of input".into(),
     }
 }
@@ -276,7 +276,7 @@ impl Parser<'_> {
                 offset,
                 kind: QueryErrorKind::Expected {
                     expected: "a field name".into(),
-                    found: format!("{field:?}"),
+                    found: quote(&field),
                 },
             });
         }
@@ -290,6 +290,15 @@ impl Parser<'_> {
                 self.bump()?;
                 let value = match self.bump()? {
                     (Tok::Word(w), _) => w,
+                    (Tok::Str(s), at) if s.is_empty() => {
+                        return Err(QueryError {
+                            offset: at,
+                            kind: QueryErrorKind::Expected {
+                                expected: "a non-empty value after \":\"".into(),
+                                found: "\"\"".into(),
+                            },
+                        });
+                    }
                     (Tok::Str(s), _) => s,
                     (other, at) => {
                         return Err(QueryError {
@@ -302,6 +311,17 @@ impl Parser<'_> {
                     }
                 };
                 if field.eq_ignore_ascii_case("segment") {
+                    // Saved segments are named by `check_name`'s rule; a name outside it
+                    // could never resolve, and would not survive the canonical text.
+                    if crate::schema::check_stage_name(&value).is_err() {
+                        return Err(QueryError {
+                            offset,
+                            kind: QueryErrorKind::Expected {
+                                expected: "a segment name of 1 to 64 bytes of [a-z0-9_]".into(),
+                                found: quote(&value),
+                            },
+                        });
+                    }
                     return Ok(Query::Segment {
                         name: value,
                         offset,
@@ -381,6 +401,9 @@ impl Parser<'_> {
 
     fn literal(&mut self) -> Result<Literal, QueryError> {
         let literal = match &self.tok {
+            Tok::Str(s) if s.is_empty() => {
+                return Err(self.expected("a non-empty string (an empty value matches nothing)"));
+            }
             Tok::Str(s) => Literal::Str(s.clone()),
             Tok::Word(w) if w.eq_ignore_ascii_case("true") => Literal::Bool(true),
             Tok::Word(w) if w.eq_ignore_ascii_case("false") => Literal::Bool(false),

@@ -108,7 +108,8 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::InvalidArgument(format!(
-            "{what} {name:?} must be 1 to {MAX_NAME_BYTES} bytes of [a-z0-9_]"
+            "{what} {} must be 1 to {MAX_NAME_BYTES} bytes of [a-z0-9_]",
+            crate::error::quote(name)
         )))
     }
 }
@@ -183,12 +184,18 @@ impl CustomSchema {
                 | (FieldType::Bool, Value::Bool(_)) => {}
                 (FieldType::SingleSelect(options), Value::Select(choice)) => {
                     if !options.contains(choice) {
-                        return Err(invalid(format!("{choice:?} is not one of {options:?}")));
+                        return Err(invalid(format!(
+                            "{} is not one of {options:?}",
+                            crate::error::quote(choice)
+                        )));
                     }
                 }
                 (FieldType::MultiSelect(options), Value::MultiSelect(choices)) => {
                     if let Some(bad) = choices.iter().find(|c| !options.contains(c)) {
-                        return Err(invalid(format!("{bad:?} is not one of {options:?}")));
+                        return Err(invalid(format!(
+                            "{} is not one of {options:?}",
+                            crate::error::quote(bad)
+                        )));
                     }
                 }
                 (expected, _) => {

@@ -706,7 +706,10 @@ impl sealed::RecordInternal for Contact {
         if let Some(email) = &self.email
             && !crate::txn::looks_like_email(email)
         {
-            return Err(("email", format!("{email:?} is not an address")));
+            return Err((
+                "email",
+                format!("{} is not an address", crate::error::quote(email)),
+            ));
         }
         check_tags(&self.tags)
     }

@@ -904,6 +904,7 @@ fn compare_all<S: Snapshot>(snap: &S, model: &Model, context: &str) {
         .tags(EntityKind::Contact)
         .expect("tag counts")
         .into_iter()
+        .map(|t| (t.tag, t.count))
         .collect();
     assert_eq!(stored, tags, "{context}: tag counts differ");
     for (tag, n) in &tags {
