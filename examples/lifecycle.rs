@@ -10,10 +10,9 @@ use crmdb::{
     Snapshot, Subject, Timestamp,
 };
 
-fn main() -> crmdb::Result<()> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A manual clock makes the history's times easy to read.
-    let start = Timestamp::from_ymd(2026, 3, 1)
-        .ok_or_else(|| Error::InvalidArgument("bad start date".into()))?;
+    let start = Timestamp::from_ymd(2026, 3, 1).ok_or("bad start date")?;
     let clock = Arc::new(ManualClock::new(start));
     let db = Database::builder().clock(clock.clone()).in_memory()?;
 
@@ -133,5 +132,6 @@ fn main() -> crmdb::Result<()> {
             r.stage_at(contact, asked)?.map(|s| s.to_string())
         );
         Ok(())
-    })
+    })?;
+    Ok(())
 }

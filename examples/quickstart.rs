@@ -5,10 +5,35 @@
 //! Run with `cargo run --example quickstart`.
 
 use crmdb::{
-    Account, Contact, Database, Deal, EntityKind, Error, Money, Owner, Query, Snapshot, Timestamp,
+    Account, Contact, Database, Deal, EntityKind, Money, Owner, Query, Snapshot, Timestamp,
 };
 
-fn main() -> crmdb::Result<()> {
+/// The host application's own error type: a write closure may return it, since a crmdb
+/// error converts into it.
+#[derive(Debug)]
+enum AppError {
+    Crm(crmdb::Error),
+    Cancelled(&'static str),
+}
+
+impl From<crmdb::Error> for AppError {
+    fn from(e: crmdb::Error) -> Self {
+        AppError::Crm(e)
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppError::Crm(e) => write!(f, "crmdb: {e}"),
+            AppError::Cancelled(why) => write!(f, "cancelled: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for AppError {}
+
+fn main() -> Result<(), AppError> {
     // An in-memory database with the default contact lifecycle and deal pipeline.
     // `Database::create(path)` gives the same API on a durable file.
     let db = Database::in_memory()?;
@@ -16,7 +41,7 @@ fn main() -> crmdb::Result<()> {
     // One write transaction: the closure's `Ok` commits everything in it at once.
     // Records refer to each other by typed ids; a reference to a record that does not
     // exist would fail the insert.
-    let (owner, account, contact, deal) = db.write(|tx| {
+    let (owner, account, contact, deal) = db.write(|tx| -> crmdb::Result<_> {
         tx.set_actor("onboarding");
         let owner = tx.insert(Owner {
             name: "Wang Fang".into(),
@@ -102,7 +127,8 @@ fn main() -> crmdb::Result<()> {
     })?;
 
     // A write whose closure returns an error rolls back everything it did: the new
-    // contact, its tag and the stage move all vanish together.
+    // contact, its tag and the stage move all vanish together. The error is the
+    // application's own; crmdb errors inside convert into it with `?`.
     let failed = db.write(|tx| {
         let han = tx.insert(Contact {
             name: "Han Meimei".into(),
@@ -115,7 +141,7 @@ fn main() -> crmdb::Result<()> {
             "inside the failing write: {} contacts",
             tx.live(EntityKind::Contact)?.len()
         );
-        Err::<(), _>(Error::InvalidArgument("the import was cancelled".into()))
+        Err(AppError::Cancelled("the import was stopped by the user"))
     });
     match failed {
         Err(e) => println!("the write failed and was rolled back: {e}"),
@@ -129,11 +155,10 @@ fn main() -> crmdb::Result<()> {
             snapshot.contact_by_email("han@example.com")?,
             snapshot.get(contact)?.stage
         );
-        // The rolled-back tag was never committed, so a query naming it is refused.
-        match snapshot.count(EntityKind::Contact, &Query::tag("trial")) {
-            Ok(n) => println!("tag:trial matches {n}"),
-            Err(e) => println!("tag:trial is unknown: {e}"),
-        }
+        // The rolled-back tag was never committed: no record carries it.
+        let trial = snapshot.count(EntityKind::Contact, &Query::tag("trial"))?;
+        println!("tag:trial matches {trial}");
         Ok(())
-    })
+    })?;
+    Ok(())
 }

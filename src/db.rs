@@ -305,11 +305,15 @@ impl Database {
     }
 
     /// Runs `f` in a write transaction: commits if it returns `Ok`, rolls back
-    /// everything of it if it returns `Err`.
+    /// everything of it if it returns `Err`. The closure may return the host
+    /// application's own error type, as long as a crmdb [`Error`] converts into it.
     ///
     /// # Errors
     /// The closure's error, or a storage failure on begin or commit.
-    pub fn write<T>(&self, f: impl FnOnce(&mut WriteTransaction) -> Result<T>) -> Result<T> {
+    pub fn write<T, E: From<Error>>(
+        &self,
+        f: impl FnOnce(&mut WriteTransaction) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
         let mut tx = self.begin_write()?;
         let value = f(&mut tx)?;
         tx.commit()?;

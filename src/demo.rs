@@ -478,7 +478,7 @@ impl Generator {
         let mut start = 0;
         while start < self.contacts {
             let end = (start + BATCH).min(self.contacts);
-            db.write(|tx| {
+            db.write(|tx| -> Result<()> {
                 for i in start..end {
                     let demo = self.contact(i);
                     let id = tx.insert(demo.contact)?;
@@ -503,7 +503,7 @@ impl Generator {
         let mut start = 0;
         while start < deals {
             let end = (start + BATCH).min(deals);
-            db.write(|tx| {
+            db.write(|tx| -> Result<()> {
                 for i in start..end {
                     let demo = self.deal(i);
                     tx.set_time(demo.deal.created_at);

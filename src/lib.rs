@@ -10,7 +10,7 @@
 //! use crmdb::{Contact, Database, EntityKind, Query, Snapshot};
 //!
 //! let db = Database::in_memory()?;
-//! let id = db.write(|tx| {
+//! let id = db.write(|tx| -> crmdb::Result<_> {
 //!     let id = tx.insert(Contact {
 //!         name: "Li Lei".into(),
 //!         email: Some("li.lei@example.com".into()),
@@ -37,7 +37,10 @@
 //!
 //! ## Transactions
 //! [`Database::write`] runs a closure in a write transaction and commits if it returns
-//! `Ok`; an `Err` rolls back everything of it. A refused operation inside (an illegal
+//! `Ok`; an `Err` rolls back everything of it. The closure may return the host
+//! application's own error type if a crmdb [`Error`] converts into it; a closure that
+//! only uses crmdb's names its result type (`|tx| -> crmdb::Result<_> { … }`) when
+//! nothing else fixes it. A refused operation inside (an illegal
 //! stage move, a duplicate email) returns its error and applies nothing of itself; the
 //! closure may handle it and go on. [`Database::read`] sees one consistent snapshot and
 //! never blocks the writer. Reads live on the [`Snapshot`] trait, implemented by both

@@ -49,7 +49,7 @@ const DAY: i64 = 86_400;
 #[test]
 fn funnel_and_owner_ranking_by_hand() -> crmdb::Result<()> {
     let (db, _clock) = database()?;
-    let (a, b, c) = db.write(|tx| {
+    let (a, b, c) = db.write(|tx| -> crmdb::Result<_> {
         let a = tx.insert(Owner {
             name: "A".into(),
             ..Default::default()
@@ -181,7 +181,7 @@ fn funnel_and_owner_ranking_by_hand() -> crmdb::Result<()> {
 #[test]
 fn product_sales_by_hand() -> crmdb::Result<()> {
     let (db, _clock) = database()?;
-    let (p1, p2) = db.write(|tx| {
+    let (p1, p2) = db.write(|tx| -> crmdb::Result<_> {
         let p1 = tx.insert(Product {
             sku: "A-1".into(),
             name: "a".into(),
@@ -257,7 +257,7 @@ fn product_sales_by_hand() -> crmdb::Result<()> {
 #[test]
 fn rfm_scores_tiers_and_staleness_by_hand() -> crmdb::Result<()> {
     let (db, _clock) = database()?;
-    let contacts = db.write(|tx| {
+    let contacts = db.write(|tx| -> crmdb::Result<_> {
         let mut ids = Vec::new();
         for i in 0..10i64 {
             let id = tx.insert(Contact {
@@ -311,7 +311,7 @@ fn rfm_scores_tiers_and_staleness_by_hand() -> crmdb::Result<()> {
     assert_eq!(count("rfm.recency >= 4 AND tier:top20")?, 2);
 
     // Stale until refreshed: contact 0 buys a lot, its scores do not move.
-    db.write(|tx| {
+    db.write(|tx| -> crmdb::Result<_> {
         tx.insert(Order {
             contact: Some(contacts[0]),
             at: day(21),
@@ -339,7 +339,7 @@ fn rfm_scores_tiers_and_staleness_by_hand() -> crmdb::Result<()> {
         tx.soft_delete(contacts[9])?;
         tx.purge(contacts[9])
     })?;
-    db.write(|tx| {
+    db.write(|tx| -> crmdb::Result<_> {
         assert!(
             !tx.ids(EntityKind::Contact, &Query::All)?
                 .contains(contacts[9].get())
@@ -359,7 +359,7 @@ fn lead_assignment_rules() -> crmdb::Result<()> {
         capacity,
         ..Default::default()
     };
-    let (o0, o1, o2, o3) = db.write(|tx| {
+    let (o0, o1, o2, o3) = db.write(|tx| -> crmdb::Result<_> {
         let o0 = tx.insert(owner("o0", "east", "sh", 0))?;
         let o1 = tx.insert(owner("o1", "east", "bj", 0))?;
         let o2 = tx.insert(owner("o2", "west", "sh", 1))?;

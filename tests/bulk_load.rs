@@ -50,7 +50,7 @@ fn load(threads: usize, batch: usize) -> crmdb::Result<(Database, Vec<(u64, Stri
     // A stopped clock, so that creation times agree between loads.
     let clock = std::sync::Arc::new(crmdb::ManualClock::new(crmdb::Timestamp(1_790_000_000)));
     let db = crmdb::Builder::new().clock(clock).in_memory()?;
-    db.write(|tx| {
+    db.write(|tx| -> crmdb::Result<_> {
         for i in 0..3 {
             tx.insert(Owner {
                 name: format!("o{i}"),

@@ -397,7 +397,7 @@ fn creating_in_a_stage_checks_its_guards_and_pipeline() -> crmdb::Result<()> {
         "{unknown_stage:?}"
     );
     // Records without a stage start in their machine's first stage.
-    db.write(|tx| {
+    db.write(|tx| -> crmdb::Result<_> {
         let c = tx.insert(Contact::default())?;
         let d = tx.insert(Deal::default())?;
         assert_eq!(tx.get(c)?.stage.as_str(), "prospect");
@@ -705,7 +705,7 @@ fn history_records_every_accepted_move() -> crmdb::Result<()> {
     })?;
 
     // Deal histories too, through a win and a reopen.
-    let deal = db.write(|tx| {
+    let deal = db.write(|tx| -> crmdb::Result<_> {
         tx.set_actor("carol");
         let deal = tx.insert(Deal {
             amount: Money::from_major(100),
@@ -782,7 +782,7 @@ fn orders_and_inbound_activities_move_contacts_automatically() -> crmdb::Result<
     for (from, prior, cause, to, automatic) in cases {
         // Prior orders go in while the contact is active, where no rule moves it; then
         // it is put where the case starts.
-        let id = db.write(|tx| {
+        let id = db.write(|tx| -> crmdb::Result<_> {
             let start = if prior > 0 { "active" } else { from };
             let id = tx.insert(Contact {
                 stage: Stage::new(start),
@@ -850,7 +850,7 @@ fn orders_and_inbound_activities_move_contacts_automatically() -> crmdb::Result<
 #[test]
 fn paying_a_pending_order_counts_as_the_first_order() -> crmdb::Result<()> {
     let (db, _clock) = clocked()?;
-    let (id, order) = db.write(|tx| {
+    let (id, order) = db.write(|tx| -> crmdb::Result<_> {
         let id = tx.insert(Contact::default())?;
         let order = tx.insert(Order {
             status: OrderStatus::Pending,
@@ -869,7 +869,7 @@ fn paying_a_pending_order_counts_as_the_first_order() -> crmdb::Result<()> {
         Ok(())
     })?;
     // Two paid orders in one transaction: first, then repeat.
-    let other = db.write(|tx| {
+    let other = db.write(|tx| -> crmdb::Result<_> {
         let other = tx.insert(Contact::default())?;
         tx.insert(paid_order(other, t0()))?;
         tx.insert(paid_order(other, t0()))?;
@@ -895,7 +895,7 @@ fn automatic_and_sweep_entries_say_why() -> crmdb::Result<()> {
     // `StageChange::reason` is documented as "why, for regress, reopen, automatic moves
     // and sweeps".
     let (db, _clock) = clocked()?;
-    let id = db.write(|tx| {
+    let id = db.write(|tx| -> crmdb::Result<_> {
         let id = tx.insert(Contact::default())?;
         tx.insert(paid_order(id, t0()))?;
         tx.insert(paid_order(id, t0()))?;
@@ -959,29 +959,30 @@ fn sweep_moves_inactive_contacts() -> crmdb::Result<()> {
     let (db, clock) = clocked()?;
     let day = |n: i64| t0().plus_days(n);
     // Created at t0 unless said otherwise.
-    let (quiet, called, dormant, prospect, buyer, deleted) = db.write(|tx| {
-        let mk = |tx: &mut WriteTransaction, stage: &str| {
-            tx.insert(Contact {
-                stage: Stage::new(stage),
-                ..Default::default()
-            })
-        };
-        let quiet = mk(tx, "active")?;
-        let called = mk(tx, "active")?;
-        let dormant = mk(tx, "dormant")?;
-        let prospect = mk(tx, "prospect")?;
-        let buyer = mk(tx, "active")?;
-        let deleted = mk(tx, "active")?;
-        tx.insert(Activity::new(
-            ActivityKind::Call,
-            Direction::Outbound,
-            Subject::Contact(called),
-            day(60),
-        ))?;
-        tx.insert(paid_order(buyer, day(100)))?;
-        tx.soft_delete(deleted)?;
-        Ok((quiet, called, dormant, prospect, buyer, deleted))
-    })?;
+    let (quiet, called, dormant, prospect, buyer, deleted) =
+        db.write(|tx| -> crmdb::Result<_> {
+            let mk = |tx: &mut WriteTransaction, stage: &str| {
+                tx.insert(Contact {
+                    stage: Stage::new(stage),
+                    ..Default::default()
+                })
+            };
+            let quiet = mk(tx, "active")?;
+            let called = mk(tx, "active")?;
+            let dormant = mk(tx, "dormant")?;
+            let prospect = mk(tx, "prospect")?;
+            let buyer = mk(tx, "active")?;
+            let deleted = mk(tx, "active")?;
+            tx.insert(Activity::new(
+                ActivityKind::Call,
+                Direction::Outbound,
+                Subject::Contact(called),
+                day(60),
+            ))?;
+            tx.insert(paid_order(buyer, day(100)))?;
+            tx.soft_delete(deleted)?;
+            Ok((quiet, called, dormant, prospect, buyer, deleted))
+        })?;
     let stage_of = |id: ContactId| db.read(|r| Ok(r.get(id)?.stage.as_str().to_owned()));
     let moves = |now| -> crmdb::Result<Vec<(u32, String, String)>> {
         db.write(|tx| tx.sweep(now)).map(|m| {
@@ -1065,7 +1066,7 @@ fn sweep_boundary_is_more_than_after_days() -> crmdb::Result<()> {
 #[test]
 fn replacing_machines_remaps_records() -> crmdb::Result<()> {
     let (db, _clock) = clocked()?;
-    let ids = db.write(|tx| {
+    let ids = db.write(|tx| -> crmdb::Result<_> {
         let mut ids = Vec::new();
         for stage in ["prospect", "responder", "active", "dormant", "prospect"] {
             ids.push(tx.insert(Contact {
@@ -1076,7 +1077,7 @@ fn replacing_machines_remaps_records() -> crmdb::Result<()> {
         tx.soft_delete(ids[4])?;
         Ok(ids)
     })?;
-    let deals = db.write(|tx| {
+    let deals = db.write(|tx| -> crmdb::Result<_> {
         Ok([
             tx.insert(Deal::default())?,
             tx.insert(Deal {
@@ -1352,7 +1353,7 @@ mod property {
 
     fn run(steps: &[Step]) -> crmdb::Result<()> {
         let (db, clock) = clocked()?;
-        let (contacts, deals) = db.write(|tx| {
+        let (contacts, deals) = db.write(|tx| -> crmdb::Result<_> {
             let contacts: Vec<ContactId> = (0..3)
                 .map(|_| tx.insert(Contact::default()))
                 .collect::<crmdb::Result<_>>()?;

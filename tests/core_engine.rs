@@ -116,7 +116,7 @@ fn reopened_file_database_holds_exactly_what_was_committed() -> crmdb::Result<()
     let path = dir.0.join("crm.redb");
     let (committed, ada) = {
         let db = Database::create(&path)?;
-        let ada = db.write(|tx| {
+        let ada = db.write(|tx| -> crmdb::Result<_> {
             tx.set_actor("alice");
             let ada = tx.insert(contact("Ada", "ada@example.com"))?;
             tx.add_tag(ada, "vip")?;
@@ -207,7 +207,7 @@ fn reopened_file_database_holds_exactly_what_was_committed() -> crmdb::Result<()
 #[test]
 fn failed_write_rolls_back_rows_indexes_and_history() -> crmdb::Result<()> {
     let (db, clock) = clocked_database()?;
-    let (ada, deal) = db.write(|tx| {
+    let (ada, deal) = db.write(|tx| -> crmdb::Result<_> {
         let ada = tx.insert(contact("Ada", "ada@example.com"))?;
         tx.add_tag(ada, "vip")?;
         let deal = tx.insert(Deal {
@@ -489,7 +489,7 @@ fn refused_operation_applies_nothing_and_the_transaction_goes_on() -> crmdb::Res
     for (what, refused, expected) in cases {
         let db = Database::in_memory()?;
         let f = fixture(&db)?;
-        let committed = db.write(|tx| {
+        let committed = db.write(|tx| -> crmdb::Result<_> {
             let carol = tx.insert(contact("Carol", "carol@example.com"))?;
             tx.add_tag(carol, "before")?;
             let before = fingerprint(tx)?;
@@ -532,7 +532,7 @@ fn relations_to_missing_or_deleted_records_are_broken() -> crmdb::Result<()> {
     use EntityKind as K;
     let db = Database::in_memory()?;
     let (live_contact, dead_contact, dead_account, dead_owner, dead_deal, dead_product) = db
-        .write(|tx| {
+        .write(|tx| -> crmdb::Result<_> {
             let live_contact = tx.insert(contact("Live", "live@example.com"))?;
             let dead_contact = tx.insert(contact("Dead", "dead@example.com"))?;
             tx.soft_delete(dead_contact)?;
@@ -731,7 +731,7 @@ fn relations_to_missing_or_deleted_records_are_broken() -> crmdb::Result<()> {
     }
 
     // Restoring a record whose relation is still deleted is refused the same way.
-    let orphan = db.write(|tx| {
+    let orphan = db.write(|tx| -> crmdb::Result<_> {
         let account = tx.insert(Account::default())?;
         let orphan = tx.insert(Contact {
             account: Some(account),
@@ -1180,7 +1180,7 @@ fn custom_fields_are_queryable_like_built_in_ones() -> crmdb::Result<()> {
 #[test]
 fn soft_delete_restore_and_purge() -> crmdb::Result<()> {
     let (db, _clock) = clocked_database()?;
-    let (ada, bob, order) = db.write(|tx| {
+    let (ada, bob, order) = db.write(|tx| -> crmdb::Result<_> {
         let ada = tx.insert(contact("Ada", "ada@example.com"))?;
         let bob = tx.insert(contact("Bob", "bob@example.com"))?;
         tx.add_tag(ada, "vip")?;
@@ -1274,7 +1274,7 @@ fn readers_see_consistent_snapshots_while_a_writer_commits() -> crmdb::Result<()
     const READERS: usize = 4;
     let db = Database::in_memory()?;
     // The tags exist before readers start, so that queries on them bind.
-    db.write(|tx| {
+    db.write(|tx| -> crmdb::Result<_> {
         let seed = tx.insert(contact("Seed", "seed@example.com"))?;
         tx.add_tag(seed, "x")?;
         tx.add_tag(seed, "odd")?;
@@ -1285,7 +1285,7 @@ fn readers_see_consistent_snapshots_while_a_writer_commits() -> crmdb::Result<()
     std::thread::scope(|scope| -> crmdb::Result<()> {
         let writer = scope.spawn(|| -> crmdb::Result<()> {
             for batch in 0..BATCHES {
-                db.write(|tx| {
+                db.write(|tx| -> crmdb::Result<_> {
                     for i in 0..PER_BATCH {
                         let id = tx.insert(contact(
                             &format!("c{batch}-{i}"),
@@ -1522,7 +1522,7 @@ fn corrupt_bitmaps_are_errors_not_panics() {
 fn orders_and_activities_maintain_contact_figures() -> crmdb::Result<()> {
     let (db, clock) = clocked_database()?;
     let day = |n: i64| t0().plus_days(n);
-    let (ada, bob) = db.write(|tx| {
+    let (ada, bob) = db.write(|tx| -> crmdb::Result<_> {
         Ok((
             tx.insert(contact("Ada", "ada@example.com"))?,
             tx.insert(contact("Bob", "bob@example.com"))?,
@@ -1540,7 +1540,7 @@ fn orders_and_activities_maintain_contact_figures() -> crmdb::Result<()> {
     })?;
     assert_eq!(stats(ada)?, crmdb::ContactStats::default());
 
-    let (first, second, pending) = db.write(|tx| {
+    let (first, second, pending) = db.write(|tx| -> crmdb::Result<_> {
         let first = tx.insert(Order {
             contact: Some(ada),
             at: day(1),
@@ -1680,7 +1680,7 @@ fn orders_and_activities_maintain_contact_figures() -> crmdb::Result<()> {
 fn restored_contact_counts_changes_made_while_it_was_deleted() -> crmdb::Result<()> {
     let (db, _clock) = clocked_database()?;
     let day = |n: i64| t0().plus_days(n);
-    let (ada, orders, call) = db.write(|tx| {
+    let (ada, orders, call) = db.write(|tx| -> crmdb::Result<_> {
         let ada = tx.insert(contact("Ada", "ada@example.com"))?;
         let mut orders = Vec::new();
         for (n, total) in [(1, 10), (2, 20)] {

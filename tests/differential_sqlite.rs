@@ -270,7 +270,7 @@ proptest! {
         ]
         .into_iter()
         .collect();
-        db.write(|tx| {
+        db.write(|tx| -> crmdb::Result<_> {
             for (name, segment) in &segments {
                 tx.save_segment(name, segment.clone())?;
             }

@@ -404,7 +404,7 @@ fn in_lists_are_bounded() {
 /// segments of each kind.
 fn small_database() -> crmdb::Result<Database> {
     let db = Database::in_memory()?;
-    db.write(|tx| {
+    db.write(|tx| -> crmdb::Result<_> {
         tx.define_field(EntityKind::Contact, FieldDef::new("notes", FieldType::Text))?;
         tx.define_field(
             EntityKind::Contact,

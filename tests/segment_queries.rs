@@ -291,7 +291,7 @@ proptest! {
             ("dyn_of_both", SavedSegment::Dynamic { kind: EntityKind::Contact, query: both }),
         ];
         fx.db
-            .write(|tx| {
+            .write(|tx| -> crmdb::Result<_> {
                 for (name, segment) in &saved {
                     tx.save_segment(name, segment.clone())?;
                 }

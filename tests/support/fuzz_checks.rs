@@ -98,7 +98,7 @@ fn contact(name: &str, email: &str, region: &str, tags: &[&str]) -> Contact {
 fn build_query_db() -> crmdb::Result<Database> {
     let clock = Arc::new(ManualClock::new(Timestamp(EPOCH)));
     let db = Database::builder().clock(clock.clone()).in_memory()?;
-    db.write(|tx| {
+    db.write(|tx| -> crmdb::Result<_> {
         tx.define_field(
             EntityKind::Contact,
             FieldDef::new(

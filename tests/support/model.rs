@@ -572,7 +572,7 @@ pub fn load(
         .clock(std::sync::Arc::new(crmdb::ManualClock::new(today)))
         .in_memory()
         .expect("open in memory");
-    db.write(|tx| {
+    db.write(|tx| -> crmdb::Result<_> {
         for def in custom_defs() {
             tx.define_field(crmdb::EntityKind::Contact, def)?;
         }
