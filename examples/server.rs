@@ -6,8 +6,9 @@
 //! ```
 //!
 //! **Boundary**: this example is the only place that knows HTTP and JSON. The request and
-//! response shapes live in `server/records.rs` (records) and `server/analytics.rs`
-//! (analytics and lead assignment); the engine sees typed records only.
+//! response shapes live in `server/records.rs` (records), `server/fields.rs` (the
+//! single values both share) and `server/analytics.rs` (analytics and lead assignment);
+//! the engine sees typed records only.
 //!
 //! Every engine call runs on tokio's blocking pool, inside one transaction per request,
 //! so a refused or malformed request leaves the database exactly as it was. Slow or
@@ -16,6 +17,8 @@
 
 #[path = "server/analytics.rs"]
 pub mod analytics;
+#[path = "server/fields.rs"]
+pub mod fields;
 #[path = "server/import.rs"]
 pub mod import;
 #[path = "server/records.rs"]

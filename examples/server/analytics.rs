@@ -14,13 +14,13 @@ use crmdb::analytics::{
     RfmState,
 };
 use crmdb::{
-    Assignment, AssignmentRule, DEFAULT_PIPELINE, Error, Machine, Money, OwnerId, Query, Result,
-    Stage, Timestamp,
+    Assignment, AssignmentRule, DEFAULT_PIPELINE, Error, Machine, OwnerId, Query, Result, Stage,
+    Timestamp,
 };
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
-use super::records::{TimeIn, parse_time};
+use super::fields::{TimeIn, money_json, parse_time};
 
 /// A time argument of an analytics request.
 ///
@@ -47,10 +47,6 @@ fn window(from: TimeIn, to: TimeIn) -> Result<(Timestamp, Timestamp)> {
         )));
     }
     Ok((from, to))
-}
-
-fn money_json(money: Money) -> Json {
-    Json::String(money.to_string())
 }
 
 fn default_pipeline() -> String {
