@@ -314,7 +314,7 @@ pub trait Snapshot: SnapshotInternal {
         let bytes = self
             .segment_bytes(name)?
             .ok_or_else(|| Error::UnknownSegment(name.into()))?;
-        codec::decode("segment", &name, &bytes)
+        codec::decode::<query::StoredSegment>("segment", &name, &bytes)?.into_segment(name)
     }
 
     /// Names of the saved segments.
@@ -1573,7 +1573,8 @@ impl WriteTransaction {
                 query::eval::check_segment(tx, name, *kind, query)?;
             }
             let mut table = tx.txn()?.open_table(storage::SEGMENTS)?;
-            table.insert(name, codec::encode(&segment).as_slice())?;
+            let stored = query::StoredSegment::of(&segment);
+            table.insert(name, codec::encode(&stored).as_slice())?;
             Ok(())
         })
     }

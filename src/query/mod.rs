@@ -400,3 +400,42 @@ impl SavedSegment {
         }
     }
 }
+
+/// A saved segment as stored: a dynamic one as its canonical query text (which parses
+/// back to the same query), so that the stored bytes do not depend on the layout of the
+/// [`Query`] AST and a new predicate does not change the format.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum StoredSegment {
+    Static { kind: EntityKind, rows: Vec<u32> },
+    Dynamic { kind: EntityKind, text: String },
+}
+
+impl StoredSegment {
+    pub(crate) fn of(segment: &SavedSegment) -> StoredSegment {
+        match segment {
+            SavedSegment::Static { kind, rows } => StoredSegment::Static {
+                kind: *kind,
+                rows: rows.clone(),
+            },
+            SavedSegment::Dynamic { kind, query } => StoredSegment::Dynamic {
+                kind: *kind,
+                text: query.to_string(),
+            },
+        }
+    }
+
+    /// The segment; a stored text that no longer parses is corrupt.
+    pub(crate) fn into_segment(self, name: &str) -> crate::Result<SavedSegment> {
+        Ok(match self {
+            StoredSegment::Static { kind, rows } => SavedSegment::Static { kind, rows },
+            StoredSegment::Dynamic { kind, text } => SavedSegment::Dynamic {
+                kind,
+                query: Query::parse(&text).map_err(|e| crate::Error::Corrupt {
+                    what: "segment",
+                    key: name.to_owned(),
+                    reason: format!("stored query does not parse: {e}"),
+                })?,
+            },
+        })
+    }
+}
