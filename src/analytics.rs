@@ -18,17 +18,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::index::{self, BitDelta, Bsi, BsiDelta};
-use crate::lifecycle::{ChangeKind, Machine, Stage};
+use crate::index::{self, Bsi};
+use crate::lifecycle::{ChangeKind, Machine};
 use crate::query::{Literal, Query};
+use crate::schema::Stage;
 use crate::schema::{
     Deal, DealId, EntityKind, Money, Order, OrderStatus, Owner, OwnerId, Product, ProductId,
     Timestamp,
 };
-use crate::txn::sealed::SnapshotInternal as _;
-use crate::txn::{Snapshot, WriteTransaction};
-
-const RFM_META: &str = "analytics.rfm";
+use crate::storage::meta;
+use crate::storage::source::Source as _;
+use crate::txn::{DerivedIndexes, Snapshot, WriteTransaction};
 
 fn median(values: &mut [i64]) -> Option<i64> {
     if values.is_empty() {
@@ -462,8 +462,8 @@ pub struct RfmState {
 /// # Errors
 /// A storage failure.
 pub fn rfm_state<S: Snapshot + ?Sized>(snap: &S) -> Result<Option<RfmState>> {
-    match snap.meta_bytes(RFM_META)? {
-        Some(bytes) => Ok(Some(codec::decode("meta", &RFM_META, &bytes)?)),
+    match snap.meta_bytes(meta::RFM)? {
+        Some(bytes) => Ok(Some(codec::decode("meta", &meta::RFM, &bytes)?)),
         None => Ok(None),
     }
 }
@@ -483,17 +483,6 @@ fn bands(bsi: &Bsi, filter: &RoaringBitmap, bands: u64, descending: bool) -> Vec
     out
 }
 
-/// The RFM fields and derived categorical fields, for purges.
-pub(crate) const RFM_FIELDS: [&str; 3] = ["rfm.recency", "rfm.frequency", "rfm.monetary"];
-pub(crate) const TIER_FIELDS: [&str; 2] = ["tier", "band"];
-
-fn compose(pending: &mut BitDelta, add: &RoaringBitmap, remove: &RoaringBitmap) {
-    pending.add -= remove;
-    pending.remove -= add;
-    pending.add |= add;
-    pending.remove |= remove;
-}
-
 impl WriteTransaction {
     /// Recomputes RFM scores and value tiers for live contacts with paid orders, as of
     /// `now`: recency (days since the last order), frequency (paid orders) and monetary
@@ -506,78 +495,53 @@ impl WriteTransaction {
     /// # Errors
     /// A storage failure.
     pub fn refresh_rfm(&mut self, now: Timestamp) -> Result<RfmState> {
-        self.guarded(|tx| {
-            let kind = EntityKind::Contact;
-            let live = tx.live(kind)?;
-            let last_order = tx.bsi(&index::bsi_base(kind, "last_order"))?;
-            let customers = &live & &last_order.exists;
-            let spent = tx.bsi(&index::bsi_base(kind, "total_spent"))?;
-            let count = tx.bsi(&index::bsi_base(kind, "order_count"))?;
-            for (field, bsi) in [
-                ("rfm.recency", &last_order),
-                ("rfm.frequency", &count),
-                ("rfm.monetary", &spent),
-            ] {
-                let groups = bands(bsi, &customers, 5, true);
-                let mut target = Bsi::default();
-                for (i, group) in groups.iter().enumerate() {
-                    target.insert_rows(5 - i as i64, group);
-                }
-                let base = index::bsi_base(kind, field);
-                let current = tx.bsi(&base)?;
-                tx.delta
-                    .nums
-                    .entry(base)
-                    .or_insert_with(BsiDelta::default)
-                    .replace(&current, &target);
+        let kind = EntityKind::Contact;
+        let live = self.live(kind)?;
+        let last_order = self.bsi(&index::bsi_base(kind, "last_order"))?;
+        let customers = &live & &last_order.exists;
+        let spent = self.bsi(&index::bsi_base(kind, "total_spent"))?;
+        let count = self.bsi(&index::bsi_base(kind, "order_count"))?;
+        let mut derived = DerivedIndexes::default();
+        for (field, bsi) in [
+            ("rfm.recency", &last_order),
+            ("rfm.frequency", &count),
+            ("rfm.monetary", &spent),
+        ] {
+            let groups = bands(bsi, &customers, 5, true);
+            let mut target = Bsi::default();
+            for (i, group) in groups.iter().enumerate() {
+                target.insert_rows(5 - i as i64, group);
             }
-            let deciles = bands(&spent, &customers, 10, true);
-            let top20_count = customers.len() / 5;
-            let top20 = spent.top_k(&customers, top20_count, true);
-            let rest = &customers - &top20;
-            let mut targets: Vec<(String, RoaringBitmap)> = vec![
-                ("tier=top20".into(), top20.clone()),
-                ("tier=rest".into(), rest),
-            ];
-            for (i, decile) in deciles.into_iter().enumerate() {
-                targets.push((format!("band={}", i + 1), decile));
-            }
-            let mut keys: Vec<String> = Vec::new();
-            for field in TIER_FIELDS {
-                keys.extend(tx.keys_with_prefix(&index::cat_prefix(kind, field))?);
-            }
-            let wanted: BTreeMap<String, RoaringBitmap> = targets
-                .into_iter()
-                .map(|(suffix, b)| (format!("{kind}/{suffix}"), b))
-                .collect();
-            for key in wanted.keys() {
-                if !keys.contains(key) {
-                    keys.push(key.clone());
-                }
-            }
-            for key in keys {
-                let current = tx.bitmap(&key)?;
-                let empty = RoaringBitmap::new();
-                let want = wanted.get(&key).unwrap_or(&empty);
-                let add = want - &*current;
-                let remove = &*current - want;
-                let pending = tx.delta.cats.entry(key).or_default();
-                compose(pending, &add, &remove);
-            }
-            let total = spent.sum(&customers);
-            let top = spent.sum(&top20);
-            let state = RfmState {
-                refreshed_at: now,
-                customers: customers.len(),
-                top20: top20.len(),
-                top20_revenue_share: if total > 0 {
-                    top as f64 / total as f64
-                } else {
-                    0.0
-                },
-            };
-            tx.put_meta(RFM_META, &codec::encode(&state))?;
-            Ok(state)
-        })
+            derived.nums.push((field, target));
+        }
+        let deciles = bands(&spent, &customers, 10, true);
+        let top20_count = customers.len() / 5;
+        let top20 = spent.top_k(&customers, top20_count, true);
+        let rest = &customers - &top20;
+        derived
+            .cats
+            .insert(index::cat_key(kind, "tier", "top20"), top20.clone());
+        derived
+            .cats
+            .insert(index::cat_key(kind, "tier", "rest"), rest);
+        for (i, decile) in deciles.into_iter().enumerate() {
+            derived
+                .cats
+                .insert(index::cat_key(kind, "band", &(i + 1).to_string()), decile);
+        }
+        let total = spent.sum(&customers);
+        let top = spent.sum(&top20);
+        let state = RfmState {
+            refreshed_at: now,
+            customers: customers.len(),
+            top20: top20.len(),
+            top20_revenue_share: if total > 0 {
+                top as f64 / total as f64
+            } else {
+                0.0
+            },
+        };
+        self.replace_derived(kind, derived, (meta::RFM, codec::encode(&state)))?;
+        Ok(state)
     }
 }

@@ -9,11 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::index::{self, bsi::Cmp};
-use crate::lifecycle::Stage;
-use crate::schema::{Contact, ContactId, EntityKind, Owner, OwnerId};
-use crate::txn::{Snapshot, WriteTransaction};
-
-const ROUND_ROBIN_META: &str = "assignment.round_robin";
+use crate::lifecycle::stages;
+use crate::schema::{EntityKind, Owner, OwnerId, Stage};
+use crate::storage::meta;
+use crate::storage::source::Source;
 
 /// One assignment rule. Rules are tried in order; the first that finds an owner wins.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +70,10 @@ impl Default for Assignment {
         Assignment {
             rules: Vec::new(),
             excluded: BTreeSet::new(),
-            lead_stages: vec![Stage::new("prospect"), Stage::new("responder")],
+            lead_stages: vec![
+                Stage::new(stages::contact::PROSPECT),
+                Stage::new(stages::contact::RESPONDER),
+            ],
         }
     }
 }
@@ -82,21 +84,6 @@ pub(crate) struct Decision {
     pub(crate) rule: String,
     /// Round-robin pointer to store: (rule key, owner row).
     pub(crate) pointer: Option<(String, u32)>,
-}
-
-/// The stored assignment configuration.
-///
-/// # Errors
-/// A storage failure.
-pub fn assignment<S: Snapshot + ?Sized>(snap: &S) -> Result<Assignment> {
-    Ok(snap.config()?.assignment.clone())
-}
-
-fn round_robin_state<S: Snapshot + ?Sized>(snap: &S) -> Result<BTreeMap<String, u32>> {
-    match snap.meta_bytes(ROUND_ROBIN_META)? {
-        Some(bytes) => codec::decode("meta", &ROUND_ROBIN_META, &bytes),
-        None => Ok(BTreeMap::new()),
-    }
 }
 
 /// The next row after `last` in `candidates`, wrapping.
@@ -110,9 +97,17 @@ fn next_after(candidates: &RoaringBitmap, last: Option<u32>) -> Option<u32> {
 }
 
 /// Decides the owner of `lead` under the stored rules, without writing anything.
-pub(crate) fn decide<S: Snapshot + ?Sized>(
+/// The round-robin pointers of the assignment rules: the last owner picked per pool.
+pub(crate) fn round_robin_state<S: Source + ?Sized>(snap: &S) -> Result<BTreeMap<String, u32>> {
+    match snap.meta_bytes(meta::ROUND_ROBIN)? {
+        Some(bytes) => codec::decode("meta", &meta::ROUND_ROBIN, &bytes),
+        None => Ok(BTreeMap::new()),
+    }
+}
+
+pub(crate) fn decide<S: Source + ?Sized>(
     snap: &S,
-    lead: &Contact,
+    region: Option<&str>,
     now: crate::schema::Timestamp,
 ) -> Result<Option<Decision>> {
     let config = snap.config()?;
@@ -120,7 +115,7 @@ pub(crate) fn decide<S: Snapshot + ?Sized>(
     if config.rules.is_empty() {
         return Ok(None);
     }
-    let mut owners = snap.live(EntityKind::Owner)?;
+    let mut owners = (*snap.live_rows(EntityKind::Owner)?).clone();
     for excluded in &config.excluded {
         owners.remove(excluded.get());
     }
@@ -132,7 +127,7 @@ pub(crate) fn decide<S: Snapshot + ?Sized>(
                 (&owners & &*team_owners, format!("team:{team}"))
             }
             AssignmentRule::ByRegion { .. } => {
-                let Some(region) = &lead.region else { continue };
+                let Some(region) = region else { continue };
                 let regional = snap.bitmap(&index::cat_key(EntityKind::Owner, "region", region))?;
                 (&owners & &*regional, format!("region:{region}"))
             }
@@ -153,13 +148,16 @@ pub(crate) fn decide<S: Snapshot + ?Sized>(
                         stage.as_str(),
                     ))?;
                 }
-                open &= &snap.live(EntityKind::Contact)?;
+                open &= &*snap.live_rows(EntityKind::Contact)?;
                 let cutoff = now.plus_days(-i64::from(*period_days)).day();
                 let created = snap.bsi(&index::bsi_base(EntityKind::Contact, "created"))?;
                 let open = created.compare(Cmp::Ge, cutoff, Some(&open));
                 let mut best: Option<(u64, u32)> = None;
                 for row in &pool {
-                    let owner: Owner = snap.get(OwnerId::new(row))?;
+                    let owner: Owner = snap.record(OwnerId::new(row))?.ok_or(Error::NotFound {
+                        kind: EntityKind::Owner,
+                        id: row,
+                    })?;
                     let load = open.intersection_len(&*snap.bitmap(&index::cat_key(
                         EntityKind::Contact,
                         "owner",
@@ -191,66 +189,4 @@ pub(crate) fn decide<S: Snapshot + ?Sized>(
         }
     }
     Ok(None)
-}
-
-impl WriteTransaction {
-    /// Replaces the lead assignment configuration.
-    ///
-    /// # Errors
-    /// A rule without a name, an excluded owner that does not exist, or a storage failure.
-    pub fn set_assignment(&mut self, assignment: Assignment) -> Result<()> {
-        if let Some(rule) = assignment.rules.iter().find(|r| r.name().trim().is_empty()) {
-            return Err(Error::InvalidArgument(format!(
-                "assignment rule {rule:?} needs a name"
-            )));
-        }
-        for owner in &assignment.excluded {
-            if self.find(*owner)?.is_none() {
-                return Err(Error::NotFound {
-                    kind: EntityKind::Owner,
-                    id: owner.get(),
-                });
-            }
-        }
-        self.guarded(|tx| {
-            tx.put_meta(
-                crate::storage::meta::ASSIGNMENT,
-                &codec::encode(&assignment),
-            )?;
-            let mut next = (*tx.config_arc()?).clone();
-            next.assignment = assignment;
-            tx.set_config(next);
-            Ok(())
-        })
-    }
-
-    /// Stores a round-robin pointer after a decision is applied.
-    pub(crate) fn record_assignment(&mut self, decision: &Decision) -> Result<()> {
-        if let Some((key, row)) = &decision.pointer {
-            let mut state = round_robin_state(self)?;
-            state.insert(key.clone(), *row);
-            self.put_meta(ROUND_ROBIN_META, &codec::encode(&state))?;
-        }
-        Ok(())
-    }
-
-    /// Requalifies a lead: runs the assignment rules again and gives the contact the
-    /// owner they pick (recording the rule). Returns the new owner, or `None` when no
-    /// rule found one (the contact keeps its owner).
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], [`Error::Deleted`], or a storage failure.
-    pub fn requalify(&mut self, id: ContactId) -> Result<Option<OwnerId>> {
-        self.guarded(|tx| {
-            let mut contact = tx.live_record(id)?;
-            let Some(decision) = decide(tx, &contact, tx.now())? else {
-                return Ok(None);
-            };
-            contact.owner = Some(decision.owner);
-            contact.assigned_by = Some(decision.rule.clone());
-            tx.update_assigned(id, contact)?;
-            tx.record_assignment(&decision)?;
-            Ok(Some(decision.owner))
-        })
-    }
 }

@@ -11,11 +11,15 @@ use std::collections::BTreeMap;
 
 use crossbeam_channel::{bounded, unbounded};
 
+use crate::codec;
+use crate::config::Config;
 use crate::db::Database;
 use crate::error::{Error, Result};
 use crate::index::IndexDelta;
+use crate::lifecycle::{MoveOp, StageChange, transition};
 use crate::schema::{EntityKind, Record};
-use crate::txn::{PreparedInsert, prepare_insert};
+use crate::schema::{Terms, Timestamp};
+use crate::txn::{check_shape, normalise_new, record_terms};
 
 /// A bulk load: records go in batches of `batch_size` per write transaction. A record
 /// the engine refuses (duplicate email, broken relation, bad field, illegal stage) is
@@ -94,10 +98,10 @@ impl<'db> BulkLoad<'db> {
             let batch: Vec<R> = records.by_ref().take(self.batch_size).collect();
             let count = batch.len() as u64;
             let mut tx = self.db.begin_write()?;
+            // Records with effects on other records are written one by one.
             let parallel = self.threads > 0
-                && !matches!(R::KIND, EntityKind::Order | EntityKind::Activity)
-                && (R::KIND != EntityKind::Contact
-                    || crate::assign::assignment(&tx)?.rules.is_empty());
+                && !R::AFFECTS_CONTACTS
+                && (!R::ASSIGNABLE || crate::txn::assignment(&tx)?.rules.is_empty());
             if parallel {
                 self.parallel_batch(&mut tx, batch, position, &mut report)?;
             } else {
@@ -158,7 +162,7 @@ impl<'db> BulkLoad<'db> {
                             .map(|(i, record)| {
                                 // Fits: `reserve_rows` checked the whole batch.
                                 let row = first_row + (offset + i) as u32;
-                                let mut prepared = prepare_insert(config, record, now, actor);
+                                let mut prepared = prepare_insert(config, record, row, now, actor);
                                 if let Ok(p) = &mut prepared
                                     && p.change.is_ok()
                                     && let Some(terms) = p.terms.take()
@@ -201,3 +205,45 @@ impl<'db> BulkLoad<'db> {
 }
 
 type Prepared = Vec<(u64, u32, Result<PreparedInsert>)>;
+
+/// A new record checked, staged and encoded away from the writer (bulk loads): what is
+/// left is the checks that need storage (relations, natural keys) and the writes.
+pub(crate) struct PreparedInsert {
+    pub(crate) bytes: Vec<u8>,
+    /// Taken by the preparing thread when it records the row in its chunk delta.
+    pub(crate) terms: Option<Terms>,
+    pub(crate) unique: Vec<(&'static str, String)>,
+    pub(crate) references: Vec<(EntityKind, u32)>,
+    /// The create move, or why it was refused (reported after the link checks, in the
+    /// same order as a one-by-one insert).
+    pub(crate) change: Result<Option<StageChange>>,
+}
+
+/// Prepares the insert of a record that has no side effects on other records (not an
+/// order or activity, no assignment rule to apply) at `row`.
+pub(crate) fn prepare_insert<R: Record>(
+    config: &Config,
+    mut record: R,
+    row: u32,
+    now: Timestamp,
+    actor: &str,
+) -> Result<PreparedInsert> {
+    normalise_new(&mut record, now);
+    check_shape(config, &record)?;
+    let change = transition::resolve(
+        &config.machines,
+        row,
+        None,
+        &mut record,
+        MoveOp::Create,
+        now,
+        actor,
+    );
+    Ok(PreparedInsert {
+        bytes: codec::encode(&record),
+        terms: Some(record_terms(&record)),
+        unique: record.unique_keys(),
+        references: record.references(),
+        change,
+    })
+}

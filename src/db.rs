@@ -1,65 +1,19 @@
-//! Opening a database: the builder, backends, the clock, statistics.
+//! Opening a database: the builder, backends, statistics. Opening runs the
+//! initialisation commit through `txn`, the one module that commits.
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
+use redb::ReadableDatabase;
 use redb::backends::InMemoryBackend;
-use redb::{ReadableDatabase, ReadableTable};
 
-use crate::codec;
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::index::cache::BitmapCache;
 use crate::lifecycle::Machines;
 use crate::schema::{EntityKind, Timestamp};
-use crate::storage::{self, meta};
-use crate::txn::{ReadTransaction, Snapshot, WriteTransaction};
-
-/// Where the engine gets "now" from. Rules never read the wall clock themselves.
-pub trait Clock: Send + Sync + fmt::Debug + 'static {
-    /// The current time.
-    fn now(&self) -> Timestamp;
-}
-
-/// The system clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        Timestamp(secs)
-    }
-}
-
-/// A clock that says what it is told: for tests, simulations and imports.
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    /// A clock stopped at `at`.
-    pub fn new(at: Timestamp) -> ManualClock {
-        ManualClock(AtomicI64::new(at.0))
-    }
-    /// Sets the time.
-    pub fn set(&self, at: Timestamp) {
-        self.0.store(at.0, Ordering::SeqCst);
-    }
-    /// Moves the time forward by whole days.
-    pub fn advance_days(&self, days: i64) {
-        self.0
-            .fetch_add(days * crate::schema::SECONDS_PER_DAY, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Ordering::SeqCst))
-    }
-}
+use crate::txn::{ReadTransaction, Shared, Snapshot, WriteTransaction};
 
 /// Options for opening a database.
 ///
@@ -83,21 +37,12 @@ impl Default for Builder {
     }
 }
 
-pub(crate) struct Inner {
-    pub(crate) redb: redb::Database,
-    pub(crate) cache: BitmapCache,
-    pub(crate) clock: Arc<dyn Clock>,
-    /// The configuration (schemas, machines, assignment) as last committed; filled on
-    /// first use, replaced by commits that change it.
-    pub(crate) config: parking_lot::Mutex<Option<Arc<crate::txn::Config>>>,
-}
-
 /// A crmdb database: in memory or on a file. `Send + Sync`; clone the handle or share a
 /// reference across threads. One write transaction at a time (others wait), any number
 /// of readers, each on its own snapshot, never blocking the writer.
 #[derive(Clone)]
 pub struct Database {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) inner: Arc<Shared>,
 }
 
 impl fmt::Debug for Database {
@@ -194,14 +139,14 @@ impl Builder {
             machines.validate()?;
         }
         let db = Database {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Shared {
                 redb,
                 cache: BitmapCache::new(self.bitmap_cache_size),
                 clock: Arc::clone(&self.clock),
                 config: parking_lot::Mutex::new(None),
             }),
         };
-        db.initialise(self.machines.as_ref())?;
+        crate::txn::initialise(&db.inner.redb, self.machines.as_ref())?;
         Ok(db)
     }
 }
@@ -234,57 +179,6 @@ impl Database {
     /// A builder for other options.
     pub fn builder() -> Builder {
         Builder::new()
-    }
-
-    fn initialise(&self, machines: Option<&Machines>) -> Result<()> {
-        let txn = self.inner.redb.begin_write()?;
-        {
-            let mut table = txn.open_table(storage::META)?;
-            let format = table.get(meta::FORMAT)?.map(|v| v.value().to_vec());
-            match format {
-                None => {
-                    table.insert(
-                        meta::FORMAT,
-                        codec::encode(&codec::FORMAT_VERSION).as_slice(),
-                    )?;
-                    let machines = machines.cloned().unwrap_or_default();
-                    table.insert(meta::MACHINES, codec::encode(&machines).as_slice())?;
-                }
-                Some(bytes) => {
-                    let version: u8 = codec::decode("meta", &meta::FORMAT, &bytes)?;
-                    if version != codec::FORMAT_VERSION {
-                        return Err(Error::UnsupportedFormat {
-                            what: "database",
-                            found: version,
-                            supported: codec::FORMAT_VERSION,
-                        });
-                    }
-                    if let Some(wanted) = machines {
-                        let stored = table.get(meta::MACHINES)?.map(|v| v.value().to_vec());
-                        let stored: Machines = match stored {
-                            Some(bytes) => codec::decode("meta", &meta::MACHINES, &bytes)?,
-                            None => Machines::default(),
-                        };
-                        if &stored != wanted {
-                            return Err(Error::InvalidMachine {
-                                reason: "the database already has other machines; replace them with WriteTransaction::replace_machines".into(),
-                            });
-                        }
-                    }
-                }
-            }
-            // Create every table so that readers never meet a missing one.
-            for kind in EntityKind::ALL {
-                txn.open_table(storage::rows(kind))?;
-            }
-            txn.open_table(storage::UNIQUE)?;
-            txn.open_table(storage::BITMAPS)?;
-            txn.open_table(storage::BITMAP_GEN)?;
-            txn.open_table(storage::HISTORY)?;
-            txn.open_table(storage::SEGMENTS)?;
-        }
-        txn.commit()?;
-        Ok(())
     }
 
     /// Begins a write transaction, waiting for the current writer to finish. Dropping it

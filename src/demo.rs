@@ -7,7 +7,7 @@
 use crate::bulk::BulkLoad;
 use crate::db::Database;
 use crate::error::Result;
-use crate::lifecycle::Stage;
+use crate::schema::Stage;
 use crate::schema::{
     Account, AccountId, Activity, ActivityKind, Contact, ContactId, ContactRole, Deal, Direction,
     LineItem, Money, Order, OrderStatus, Owner, OwnerId, Product, ProductId, Subject, Timestamp,

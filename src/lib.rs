@@ -91,7 +91,11 @@
 #![allow(private_interfaces)]
 #![warn(clippy::unwrap_used)]
 
+mod assign;
+mod bulk;
+mod clock;
 mod codec;
+mod config;
 mod db;
 mod error;
 mod index;
@@ -102,19 +106,18 @@ mod storage;
 mod txn;
 
 pub mod analytics;
-mod assign;
-mod bulk;
 pub mod demo;
 
 pub use roaring::RoaringBitmap;
 
-pub use crate::assign::{Assignment, AssignmentRule, assignment};
+pub use crate::assign::{Assignment, AssignmentRule};
 pub use crate::bulk::{BulkLoad, BulkReport, Rejection};
-pub use crate::db::{Builder, Clock, Database, DatabaseStats, KindStats, ManualClock, SystemClock};
+pub use crate::clock::{Clock, ManualClock, SystemClock};
+pub use crate::db::{Builder, Database, DatabaseStats, KindStats};
 pub use crate::error::{Error, QueryError, QueryErrorKind, Result};
 pub use crate::lifecycle::{
-    AutoMove, Backward, ChangeKind, DEFAULT_PIPELINE, Forward, Guard, Machine, Machines, Rule,
-    Stage, StageChange, StageDef, SweepMove, SweepRule, Trigger,
+    AutoMove, Backward, ChangeKind, Forward, Guard, Machine, Machines, Rule, StageChange, StageDef,
+    SweepMove, SweepRule, Trigger, stages,
 };
 pub use crate::query::{
     CmpOp, FieldRef, Group, GroupBy, Literal, MAX_IN_VALUES, MAX_QUERY_BYTES, MAX_QUERY_DEPTH,
@@ -122,12 +125,13 @@ pub use crate::query::{
 };
 pub use crate::schema::{
     Account, AccountId, Activity, ActivityId, ActivityKind, Contact, ContactId, ContactRole,
-    ContactStats, CustomSchema, Deal, DealId, Direction, EntityKind, FieldDef, FieldType, LineItem,
-    Money, Order, OrderId, OrderStatus, Owner, OwnerId, Product, ProductId, Record, RecordId,
-    SECONDS_PER_DAY, Subject, Task, TaskId, TaskStatus, Timestamp, Value,
+    ContactStats, CustomSchema, DEFAULT_PIPELINE, Deal, DealId, Direction, EntityKind, FieldDef,
+    FieldInfo, FieldShape, FieldType, LineItem, Money, Order, OrderId, OrderStatus, Owner, OwnerId,
+    Product, ProductId, Record, RecordId, SECONDS_PER_DAY, Stage, Subject, Task, TaskId,
+    TaskStatus, Timestamp, Value,
 };
 pub use crate::txn::{
-    ReadTransaction, SYSTEM_ACTOR, Snapshot, StagedId, Upserted, WriteTransaction,
+    ReadTransaction, SYSTEM_ACTOR, Snapshot, StagedId, Upserted, WriteTransaction, assignment,
 };
 
 /// Raw decoders for tools that read crmdb's stored bytes (the fuzz targets).

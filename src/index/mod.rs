@@ -14,107 +14,14 @@ pub(crate) mod bsi;
 pub(crate) mod cache;
 pub(crate) mod store;
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use roaring::RoaringBitmap;
 
 pub(crate) use bsi::Bsi;
 
-use crate::schema::{EntityKind, FieldType, Value};
-
-/// Most bytes in a tag.
-pub(crate) const MAX_TAG_BYTES: usize = 64;
-
-/// Checks a tag name: 1 to 64 bytes, no control characters, no leading or trailing space.
-pub(crate) fn check_tag(tag: &str) -> Result<(), String> {
-    if tag.is_empty() || tag.len() > MAX_TAG_BYTES {
-        return Err(format!(
-            "tag {} must be 1 to {MAX_TAG_BYTES} bytes",
-            crate::error::quote(tag)
-        ));
-    }
-    if tag.chars().any(char::is_control) || tag.trim() != tag {
-        return Err(format!(
-            "tag {} has control characters or surrounding spaces",
-            crate::error::quote(tag)
-        ));
-    }
-    Ok(())
-}
-
-/// The index terms of one record version.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Terms {
-    /// `(field, value)` pairs of categorical indexes.
-    pub(crate) cats: Vec<(Cow<'static, str>, String)>,
-    /// `(field, value)` pairs of numeric indexes.
-    pub(crate) nums: Vec<(Cow<'static, str>, i64)>,
-}
-
-impl Terms {
-    pub(crate) fn cat(&mut self, field: &'static str, value: &str) {
-        self.cats.push((Cow::Borrowed(field), value.to_owned()));
-    }
-
-    pub(crate) fn cat_opt(&mut self, field: &'static str, value: Option<&str>) {
-        if let Some(value) = value {
-            self.cat(field, value);
-        }
-    }
-
-    pub(crate) fn cat_id(&mut self, field: &'static str, id: Option<u32>) {
-        if let Some(id) = id {
-            self.cats.push((Cow::Borrowed(field), id.to_string()));
-        }
-    }
-
-    pub(crate) fn num(&mut self, field: &'static str, value: i64) {
-        self.nums.push((Cow::Borrowed(field), value));
-    }
-
-    pub(crate) fn num_opt(&mut self, field: &'static str, value: Option<i64>) {
-        if let Some(value) = value {
-            self.num(field, value);
-        }
-    }
-
-    /// Terms of custom fields. Text is indexed for `exists` only (an empty value).
-    pub(crate) fn custom(&mut self, values: &std::collections::BTreeMap<String, Value>) {
-        for (name, value) in values {
-            let field = || Cow::Owned(format!("custom.{name}"));
-            match value {
-                Value::Text(_) => self.cats.push((field(), String::new())),
-                Value::Integer(v) => self.nums.push((field(), *v)),
-                Value::Money(m) => self.nums.push((field(), m.0)),
-                Value::Date(t) => self.nums.push((field(), t.day())),
-                Value::Bool(b) => self.cats.push((field(), b.to_string())),
-                Value::Select(s) => self.cats.push((field(), s.clone())),
-                Value::MultiSelect(set) => {
-                    for s in set {
-                        self.cats.push((field(), s.clone()));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sorts and dedups so that two versions can be diffed in one pass.
-    pub(crate) fn normalise(&mut self) {
-        self.cats.sort();
-        self.cats.dedup();
-        self.nums.sort();
-        self.nums.dedup_by(|a, b| a.0 == b.0);
-    }
-}
-
-/// Whether a custom field type is indexed as categorical bitmaps (else numeric).
-pub(crate) fn custom_is_categorical(field_type: &FieldType) -> bool {
-    matches!(
-        field_type,
-        FieldType::Text | FieldType::Bool | FieldType::SingleSelect(_) | FieldType::MultiSelect(_)
-    )
-}
+use crate::schema::EntityKind;
+pub(crate) use crate::schema::Terms;
 
 /// Key of a categorical bitmap: `"{kind}/{field}={value}"`.
 pub(crate) fn cat_key(kind: EntityKind, field: &str, value: &str) -> String {
@@ -185,6 +92,14 @@ impl BitDelta {
         self.remove -= &later.add;
         self.add |= later.add;
         self.remove |= later.remove;
+    }
+
+    /// Folds in rows to add and to remove recorded after this delta: they win.
+    pub(crate) fn compose(&mut self, add: &RoaringBitmap, remove: &RoaringBitmap) {
+        self.add -= remove;
+        self.remove -= add;
+        self.add |= add;
+        self.remove |= remove;
     }
 
     /// Applies the delta to a bitmap.

@@ -16,7 +16,7 @@ use crate::error::{Error, QueryError, QueryErrorKind, Result};
 use crate::index::bsi::Cmp;
 use crate::index::{self, Bsi};
 use crate::schema::EntityKind;
-use crate::txn::Snapshot;
+use crate::storage::source::Source;
 
 /// A bound, executable plan.
 pub(crate) enum Plan {
@@ -33,7 +33,7 @@ pub(crate) enum Plan {
 struct Binder<'s, S: ?Sized> {
     snap: &'s S,
     kind: EntityKind,
-    config: Arc<crate::txn::Config>,
+    config: Arc<crate::config::Config>,
     /// Segments being bound, to refuse cycles.
     stack: Vec<String>,
     today: i64,
@@ -53,7 +53,7 @@ fn mismatch(offset: usize, field: &str, reason: impl Into<String>) -> Error {
     )
 }
 
-impl<S: Snapshot + ?Sized> Binder<'_, S> {
+impl<S: Source + ?Sized> Binder<'_, S> {
     fn bind(&mut self, query: &Query, depth: usize) -> Result<Plan> {
         if depth > MAX_QUERY_DEPTH {
             return Err(qerr(
@@ -91,7 +91,7 @@ impl<S: Snapshot + ?Sized> Binder<'_, S> {
         if self.stack.iter().any(|s| s == name) {
             return Err(Error::SegmentCycle(name.to_owned()));
         }
-        let segment = match self.snap.segment(name) {
+        let segment = match super::load_segment(self.snap, name) {
             Ok(segment) => segment,
             Err(Error::UnknownSegment(_)) => {
                 return Err(qerr(
@@ -427,7 +427,7 @@ fn subtract(mut rows: RoaringBitmap, inner: &Plan, live: &Live<'_>) -> RoaringBi
     rows
 }
 
-fn binder<'s, S: Snapshot + ?Sized>(snap: &'s S, kind: EntityKind) -> Result<Binder<'s, S>> {
+fn binder<'s, S: Source + ?Sized>(snap: &'s S, kind: EntityKind) -> Result<Binder<'s, S>> {
     Ok(Binder {
         snap,
         kind,
@@ -438,7 +438,7 @@ fn binder<'s, S: Snapshot + ?Sized>(snap: &'s S, kind: EntityKind) -> Result<Bin
 }
 
 /// Evaluates a query over the live records of a kind.
-pub(crate) fn evaluate<S: Snapshot + ?Sized>(
+pub(crate) fn evaluate<S: Source + ?Sized>(
     snap: &S,
     kind: EntityKind,
     query: &Query,
@@ -457,7 +457,7 @@ pub(crate) fn evaluate<S: Snapshot + ?Sized>(
 }
 
 /// Checks that a dynamic segment binds, and does not refer to itself.
-pub(crate) fn check_segment<S: Snapshot + ?Sized>(
+pub(crate) fn check_segment<S: Source + ?Sized>(
     snap: &S,
     name: &str,
     kind: EntityKind,

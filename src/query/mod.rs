@@ -439,3 +439,14 @@ impl StoredSegment {
         })
     }
 }
+
+/// A saved segment by name, decoded from the `segments` table.
+pub(crate) fn load_segment<S: crate::storage::source::Source + ?Sized>(
+    snap: &S,
+    name: &str,
+) -> crate::Result<SavedSegment> {
+    let bytes = snap
+        .segment_bytes(name)?
+        .ok_or_else(|| crate::Error::UnknownSegment(name.into()))?;
+    crate::codec::decode::<StoredSegment>("segment", &name, &bytes)?.into_segment(name)
+}

@@ -7,7 +7,7 @@ use super::fields::{self, FieldKind};
 use crate::error::{Error, Result};
 use crate::index;
 use crate::schema::{EntityKind, Record, RecordId};
-use crate::txn::Snapshot;
+use crate::storage::source::Source;
 
 /// The order of a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +131,7 @@ fn after(bitmap: &RoaringBitmap, row: u32) -> RoaringBitmap {
     out
 }
 
-pub(crate) fn page<S: Snapshot + ?Sized, R: Record>(
+pub(crate) fn page<S: Source + ?Sized, R: Record>(
     snap: &S,
     query: &Query,
     sort: &SortBy,
@@ -144,7 +144,7 @@ pub(crate) fn page<S: Snapshot + ?Sized, R: Record>(
         ));
     }
     let kind = R::KIND;
-    let matches = snap.ids(kind, query)?;
+    let matches = super::eval::evaluate(snap, kind, query)?;
     let total = matches.len();
     let cursor = cursor.map(parse_cursor).transpose()?;
     let (rows, next): (Vec<u32>, Option<String>) = match &sort.field {
@@ -178,7 +178,7 @@ pub(crate) fn page<S: Snapshot + ?Sized, R: Record>(
             (rows, next)
         }
         Some(name) => {
-            let schema = snap.schema(kind)?;
+            let schema = snap.config()?.schema(kind);
             let (field, field_kind) =
                 fields::resolve(kind, &schema, name).ok_or_else(|| Error::UnknownField {
                     kind,
@@ -198,7 +198,11 @@ pub(crate) fn page<S: Snapshot + ?Sized, R: Record>(
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
         let id = R::Id::from_row(row);
-        items.push((id, snap.get(id)?));
+        let record = snap.record(id)?.ok_or(Error::NotFound {
+            kind: R::KIND,
+            id: id.row(),
+        })?;
+        items.push((id, record));
     }
     Ok(Page {
         items,
@@ -207,7 +211,7 @@ pub(crate) fn page<S: Snapshot + ?Sized, R: Record>(
     })
 }
 
-fn numeric_page<S: Snapshot + ?Sized>(
+fn numeric_page<S: Source + ?Sized>(
     snap: &S,
     kind: EntityKind,
     field: &str,
@@ -252,7 +256,7 @@ fn numeric_page<S: Snapshot + ?Sized>(
     Ok((out, next))
 }
 
-fn cat_page<S: Snapshot + ?Sized>(
+fn cat_page<S: Source + ?Sized>(
     snap: &S,
     kind: EntityKind,
     field: &str,
@@ -314,13 +318,13 @@ fn cat_page<S: Snapshot + ?Sized>(
     Ok((out, next))
 }
 
-pub(crate) fn group_by<S: Snapshot + ?Sized>(
+pub(crate) fn group_by<S: Source + ?Sized>(
     snap: &S,
     kind: EntityKind,
     query: &Query,
     group: &GroupBy,
 ) -> Result<Vec<Group>> {
-    let schema = snap.schema(kind)?;
+    let schema = snap.config()?.schema(kind);
     let (field, field_kind) =
         fields::resolve(kind, &schema, &group.field).ok_or_else(|| Error::UnknownField {
             kind,
@@ -348,7 +352,7 @@ pub(crate) fn group_by<S: Snapshot + ?Sized>(
             Some(snap.bsi(&index::bsi_base(kind, &sum_field))?)
         }
     };
-    let matches = snap.ids(kind, query)?;
+    let matches = super::eval::evaluate(snap, kind, query)?;
     let prefix = index::cat_prefix(kind, &field);
     let mut groups = Vec::new();
     for key in snap.keys_with_prefix(&prefix)? {

@@ -217,3 +217,11 @@ impl CustomSchema {
         Ok(())
     }
 }
+
+/// Whether a custom field type is indexed as categorical bitmaps (else numeric).
+pub(crate) fn custom_is_categorical(field_type: &FieldType) -> bool {
+    matches!(
+        field_type,
+        FieldType::Text | FieldType::Bool | FieldType::SingleSelect(_) | FieldType::MultiSelect(_)
+    )
+}

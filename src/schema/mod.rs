@@ -1,20 +1,44 @@
 //! The domain model: entity kinds, typed ids, time and money, the record types and the
 //! custom-field schema.
 
+mod account;
+mod activity;
+mod contact;
 mod custom;
-pub(crate) mod entities;
+mod deal;
+mod field;
+mod order;
+mod owner;
+mod product;
+pub(crate) mod record;
+mod stage;
+mod task;
+mod terms;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use account::Account;
+pub use activity::{Activity, ActivityKind, Direction, Subject};
+pub use contact::{Contact, ContactRole, ContactStats};
 pub use custom::{CustomSchema, FieldDef, FieldType, Value};
-pub use entities::{
-    Account, Activity, ActivityKind, Contact, ContactRole, ContactStats, Deal, Direction, LineItem,
-    Order, OrderStatus, Owner, Product, Subject, Task, TaskStatus,
-};
+pub use deal::{DEFAULT_PIPELINE, Deal, LineItem};
+pub use field::{FieldInfo, FieldShape};
+pub use order::{Order, OrderStatus};
+pub use owner::Owner;
+pub use product::Product;
+pub use record::Record;
+pub use stage::Stage;
+pub use task::{Task, TaskStatus};
 
-pub use entities::Record;
+pub(crate) use custom::custom_is_categorical;
+pub(crate) use field::{Field, FieldKind};
+pub(crate) use record::sealed::RecordInternal;
+pub(crate) use record::{
+    ContactEffect, Contribution, GuardView, KindVisitor, Lead, Staged, normalise_key,
+};
+pub(crate) use terms::{Terms, check_tag};
 
 /// The entity types crmdb stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -1,7 +1,9 @@
 //! Storage plumbing: the redb table definitions and key layouts. See `docs/design.md`.
 //!
 //! **Invariant**: every byte value in these tables is written by `codec`, and only
-//! `txn.rs` opens them for writing.
+//! the `txn` module opens them for writing. Every meta key is named in [`meta`].
+
+pub(crate) mod source;
 
 use redb::TableDefinition;
 
@@ -62,4 +64,8 @@ pub(crate) mod meta {
     pub(crate) const NEXT_ROW: &str = "next_row.";
     /// Lead assignment rules.
     pub(crate) const ASSIGNMENT: &str = "assignment";
+    /// Round-robin pointers of the assignment rules: the last owner picked per pool.
+    pub(crate) const ROUND_ROBIN: &str = "assignment.round_robin";
+    /// The state of the last RFM refresh.
+    pub(crate) const RFM: &str = "analytics.rfm";
 }

@@ -1,0 +1,58 @@
+//! What a consistent snapshot of the tables provides: the low-level read interface
+//! that both transaction types implement (`txn::snapshot`) and that the query
+//! evaluator, the lead-assignment planner and the public [`Snapshot`] API read through.
+//! Defined below the transaction module so that readers of it need not depend on it.
+//!
+//! [`Snapshot`]: crate::Snapshot
+
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+
+use crate::codec;
+use crate::config::Config;
+use crate::error::Result;
+use crate::index::{self, Bsi};
+use crate::lifecycle::StageChange;
+use crate::schema::{EntityKind, Record, RecordId, Timestamp};
+
+pub(crate) mod sealed {
+    use super::*;
+
+    /// The low-level reads of a snapshot; not nameable outside the crate.
+    pub trait Source {
+        fn row_bytes(&self, kind: EntityKind, row: u32) -> Result<Option<Vec<u8>>>;
+        fn rows_in(&self, kind: EntityKind) -> Result<Vec<(u32, Vec<u8>)>>;
+        fn bitmap(&self, key: &str) -> Result<Arc<RoaringBitmap>>;
+        fn bsi(&self, base: &str) -> Result<Arc<Bsi>>;
+        /// Bitmap keys starting with `prefix` that were ever written.
+        fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>>;
+        fn meta_bytes(&self, name: &str) -> Result<Option<Vec<u8>>>;
+        fn unique_row(&self, field: &str, value: &str) -> Result<Option<u32>>;
+        fn history_entries(&self, kind: EntityKind, row: u32) -> Result<Vec<StageChange>>;
+        fn segment_bytes(&self, name: &str) -> Result<Option<Vec<u8>>>;
+        fn segment_names(&self) -> Result<Vec<String>>;
+        fn config(&self) -> Result<Arc<Config>>;
+        fn clock_now(&self) -> Timestamp;
+
+        /// A record if it exists.
+        fn record<I: RecordId>(&self, id: I) -> Result<Option<I::Record>> {
+            match self.row_bytes(I::Record::KIND, id.row())? {
+                Some(bytes) => Ok(Some(decode_record(id.row(), &bytes)?)),
+                None => Ok(None),
+            }
+        }
+
+        /// The live rows of a kind.
+        fn live_rows(&self, kind: EntityKind) -> Result<Arc<RoaringBitmap>> {
+            self.bitmap(&index::live_key(kind))
+        }
+    }
+}
+
+pub(crate) use sealed::Source;
+
+/// Decodes a stored record of type `R` at `row`.
+pub(crate) fn decode_record<R: Record>(row: u32, bytes: &[u8]) -> Result<R> {
+    codec::decode(R::KIND.as_str(), &row, bytes)
+}

@@ -1,0 +1,523 @@
+//! The read API: [`Snapshot`], shared by both transaction types, over the low-level
+//! [`Source`] reads each implements here. A write transaction's reads see its own
+//! uncommitted writes (index deltas applied on the fly).
+
+use std::cell::OnceCell;
+use std::sync::Arc;
+
+use redb::{ReadOnlyTable, ReadableTable};
+use roaring::RoaringBitmap;
+
+use super::{Shared, StagedId, WriteTransaction};
+use crate::codec;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::index::cache::Cached;
+use crate::index::{self, Bsi, store};
+use crate::lifecycle::Machines;
+use crate::lifecycle::StageChange;
+use crate::query::{self, Group, GroupBy, Page, Query, SavedSegment, SortBy, TagCount};
+use crate::schema::{
+    ContactId, CustomSchema, EntityKind, ProductId, Record, RecordId, Stage, Timestamp,
+    normalise_key,
+};
+use crate::storage;
+use crate::storage::source::{Source, decode_record};
+
+/// The read API shared by [`ReadTransaction`] and [`WriteTransaction`] (which also sees
+/// its own uncommitted writes). Bring it into scope with `use crmdb::Snapshot`.
+pub trait Snapshot: Source {
+    /// A record, live or in the recycle bin (check `deleted_at`).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], or a decode or storage failure.
+    fn get<I: RecordId>(&self, id: I) -> Result<I::Record> {
+        self.find(id)?.ok_or(Error::NotFound {
+            kind: I::Record::KIND,
+            id: id.row(),
+        })
+    }
+
+    /// A record if it exists.
+    ///
+    /// # Errors
+    /// A decode or storage failure.
+    fn find<I: RecordId>(&self, id: I) -> Result<Option<I::Record>> {
+        self.record(id)
+    }
+
+    /// Every stored record of a type, live and deleted, in id order.
+    ///
+    /// # Errors
+    /// A decode or storage failure.
+    fn records<R: Record>(&self) -> Result<Vec<(R::Id, R)>> {
+        self.rows_in(R::KIND)?
+            .into_iter()
+            .map(|(row, bytes)| Ok((R::Id::from_row(row), decode_record(row, &bytes)?)))
+            .collect()
+    }
+
+    /// The contact holding an email (compared trimmed and case-insensitively).
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn contact_by_email(&self, email: &str) -> Result<Option<ContactId>> {
+        let key = normalise_key(email);
+        Ok(self.unique_row("contact.email", &key)?.map(ContactId::new))
+    }
+
+    /// The product holding a sku (case-insensitive).
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn product_by_sku(&self, sku: &str) -> Result<Option<ProductId>> {
+        let key = normalise_key(sku);
+        Ok(self.unique_row("product.sku", &key)?.map(ProductId::new))
+    }
+
+    /// Row ids of the live records of a kind.
+    ///
+    /// # Errors
+    /// A decode or storage failure.
+    fn live(&self, kind: EntityKind) -> Result<RoaringBitmap> {
+        Ok((*self.bitmap(&index::live_key(kind))?).clone())
+    }
+
+    /// Row ids of the records of a kind in the recycle bin.
+    ///
+    /// # Errors
+    /// A decode or storage failure.
+    fn deleted(&self, kind: EntityKind) -> Result<RoaringBitmap> {
+        Ok((*self.bitmap(&index::deleted_key(kind))?).clone())
+    }
+
+    /// The lifecycle machines.
+    ///
+    /// # Errors
+    /// A decode or storage failure.
+    fn machines(&self) -> Result<Machines> {
+        Ok(self.config()?.machines.clone())
+    }
+
+    /// The custom-field schema of a kind.
+    ///
+    /// # Errors
+    /// A decode or storage failure.
+    fn schema(&self, kind: EntityKind) -> Result<CustomSchema> {
+        Ok(self.config()?.schema(kind))
+    }
+
+    /// The live records of `kind` matching `query`.
+    ///
+    /// # Errors
+    /// [`Error::Query`] for a query that does not bind to the schema, or a storage failure.
+    fn ids(&self, kind: EntityKind, query: &Query) -> Result<RoaringBitmap> {
+        query::eval::evaluate(self, kind, query)
+    }
+
+    /// How many live records of `kind` match `query`.
+    ///
+    /// # Errors
+    /// As [`Snapshot::ids`].
+    fn count(&self, kind: EntityKind, query: &Query) -> Result<u64> {
+        Ok(self.ids(kind, query)?.len())
+    }
+
+    /// One page of matching records sorted by `sort`. Pass the returned cursor to get the
+    /// next page.
+    ///
+    /// # Errors
+    /// As [`Snapshot::ids`], a sort field that is not indexed, a malformed cursor.
+    fn page<R: Record>(
+        &self,
+        query: &Query,
+        sort: &SortBy,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<R>> {
+        query::page::page(self, query, sort, limit, cursor)
+    }
+
+    /// Counts (and optionally a numeric sum) of matching records grouped by a categorical
+    /// field, largest group first.
+    ///
+    /// # Errors
+    /// As [`Snapshot::ids`], a field that is not categorical.
+    fn group_by(&self, kind: EntityKind, query: &Query, group: &GroupBy) -> Result<Vec<Group>> {
+        query::page::group_by(self, kind, query, group)
+    }
+
+    /// Tags used on live records of a kind with their counts, most used first.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn tags(&self, kind: EntityKind) -> Result<Vec<TagCount>> {
+        let group = GroupBy::new("tag");
+        Ok(query::page::group_by(self, kind, &Query::all(), &group)?
+            .into_iter()
+            .map(|g| TagCount {
+                tag: g.value,
+                count: g.count,
+            })
+            .collect())
+    }
+
+    /// A record's stage history, oldest first.
+    ///
+    /// # Errors
+    /// A decode or storage failure.
+    fn history(&self, id: impl Into<StagedId>) -> Result<Vec<StageChange>> {
+        let (kind, row) = id.into().kind_row();
+        self.history_entries(kind, row)
+    }
+
+    /// The stage a record was in at `at` (`None` before it existed).
+    ///
+    /// # Errors
+    /// A decode or storage failure.
+    fn stage_at(&self, id: impl Into<StagedId>, at: Timestamp) -> Result<Option<Stage>> {
+        Ok(self
+            .history(id)?
+            .into_iter()
+            .take_while(|c| c.at <= at)
+            .last()
+            .map(|c| c.to))
+    }
+
+    /// A saved segment.
+    ///
+    /// # Errors
+    /// [`Error::UnknownSegment`], or a decode or storage failure.
+    fn segment(&self, name: &str) -> Result<SavedSegment> {
+        query::load_segment(self, name)
+    }
+
+    /// Names of the saved segments.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn segments(&self) -> Result<Vec<String>> {
+        self.segment_names()
+    }
+}
+
+impl<T: Source> Snapshot for T {}
+
+fn open_once<T>(cell: &OnceCell<T>, open: impl FnOnce() -> Result<T>) -> Result<&T> {
+    if let Some(value) = cell.get() {
+        return Ok(value);
+    }
+    let value = open()?;
+    Ok(cell.get_or_init(|| value))
+}
+
+type BitmapTable = ReadOnlyTable<(&'static str, u32), &'static [u8]>;
+
+/// A consistent read-only snapshot. Never blocks the writer.
+pub struct ReadTransaction {
+    inner: Arc<Shared>,
+    txn: redb::ReadTransaction,
+    rows: [OnceCell<ReadOnlyTable<u32, &'static [u8]>>; 8],
+    bitmaps: OnceCell<BitmapTable>,
+    generations: OnceCell<ReadOnlyTable<&'static str, u64>>,
+    config: OnceCell<Arc<Config>>,
+}
+
+impl std::fmt::Debug for ReadTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadTransaction").finish_non_exhaustive()
+    }
+}
+
+fn empty_bitmap() -> Arc<RoaringBitmap> {
+    Arc::new(RoaringBitmap::new())
+}
+
+/// Loads a categorical bitmap through the shared cache.
+fn cached_bitmap<G, B>(
+    inner: &Shared,
+    generations: &G,
+    bitmaps: &B,
+    key: &str,
+) -> Result<Arc<RoaringBitmap>>
+where
+    G: ReadableTable<&'static str, u64>,
+    B: ReadableTable<(&'static str, u32), &'static [u8]>,
+{
+    let Some(generation) = generations.get(key)?.map(|g| g.value()) else {
+        return Ok(empty_bitmap());
+    };
+    if let Some(Cached::Bitmap(bitmap)) = inner.cache.get(key, generation) {
+        return Ok(bitmap);
+    }
+    let bitmap = Arc::new(store::load_bitmap(bitmaps, key)?);
+    inner
+        .cache
+        .insert(key, generation, Cached::Bitmap(Arc::clone(&bitmap)));
+    Ok(bitmap)
+}
+
+/// Loads a numeric index through the shared cache.
+fn cached_bsi<G, B>(inner: &Shared, generations: &G, bitmaps: &B, base: &str) -> Result<Arc<Bsi>>
+where
+    G: ReadableTable<&'static str, u64>,
+    B: ReadableTable<(&'static str, u32), &'static [u8]>,
+{
+    let Some(generation) = generations.get(base)?.map(|g| g.value()) else {
+        return Ok(Arc::new(Bsi::default()));
+    };
+    if let Some(Cached::Bsi(bsi)) = inner.cache.get(base, generation) {
+        return Ok(bsi);
+    }
+    let bsi = Arc::new(store::load_bsi(bitmaps, base)?);
+    inner
+        .cache
+        .insert(base, generation, Cached::Bsi(Arc::clone(&bsi)));
+    Ok(bsi)
+}
+
+fn keys_in<G: ReadableTable<&'static str, u64>>(
+    generations: &G,
+    prefix: &str,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let iter = match store::prefix_end(prefix) {
+        Some(end) => generations.range(prefix..end.as_str())?,
+        None => generations.range(prefix..)?,
+    };
+    for entry in iter {
+        let (key, _) = entry?;
+        out.push(key.value().to_owned());
+    }
+    Ok(out)
+}
+
+fn history_in<T: ReadableTable<(u8, u32, u32), &'static [u8]>>(
+    table: &T,
+    kind: EntityKind,
+    row: u32,
+) -> Result<Vec<StageChange>> {
+    let k = kind as u8;
+    let mut out = Vec::new();
+    for entry in table.range((k, row, 0)..=(k, row, u32::MAX))? {
+        let (key, value) = entry?;
+        let (_, _, seq) = key.value();
+        out.push(codec::decode(
+            "history",
+            &format!("{kind}/{row}/{seq}"),
+            value.value(),
+        )?);
+    }
+    Ok(out)
+}
+
+fn all_rows<T: ReadableTable<u32, &'static [u8]>>(table: &T) -> Result<Vec<(u32, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (k, v) = entry?;
+        out.push((k.value(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+fn segment_names_in<T: ReadableTable<&'static str, &'static [u8]>>(
+    table: &T,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        out.push(entry?.0.value().to_owned());
+    }
+    Ok(out)
+}
+
+impl ReadTransaction {
+    pub(crate) fn begin(inner: Arc<Shared>, txn: redb::ReadTransaction) -> Result<ReadTransaction> {
+        Ok(ReadTransaction {
+            inner,
+            txn,
+            rows: Default::default(),
+            bitmaps: OnceCell::new(),
+            generations: OnceCell::new(),
+            config: OnceCell::new(),
+        })
+    }
+
+    fn rows_table(&self, kind: EntityKind) -> Result<&ReadOnlyTable<u32, &'static [u8]>> {
+        open_once(&self.rows[kind as usize], || {
+            Ok(self.txn.open_table(storage::rows(kind))?)
+        })
+    }
+
+    fn bitmaps_table(&self) -> Result<&BitmapTable> {
+        open_once(&self.bitmaps, || {
+            Ok(self.txn.open_table(storage::BITMAPS)?)
+        })
+    }
+
+    fn generations_table(&self) -> Result<&ReadOnlyTable<&'static str, u64>> {
+        open_once(&self.generations, || {
+            Ok(self.txn.open_table(storage::BITMAP_GEN)?)
+        })
+    }
+}
+
+impl Source for ReadTransaction {
+    fn row_bytes(&self, kind: EntityKind, row: u32) -> Result<Option<Vec<u8>>> {
+        Ok(self.rows_table(kind)?.get(row)?.map(|v| v.value().to_vec()))
+    }
+
+    fn rows_in(&self, kind: EntityKind) -> Result<Vec<(u32, Vec<u8>)>> {
+        all_rows(self.rows_table(kind)?)
+    }
+
+    fn bitmap(&self, key: &str) -> Result<Arc<RoaringBitmap>> {
+        cached_bitmap(
+            &self.inner,
+            self.generations_table()?,
+            self.bitmaps_table()?,
+            key,
+        )
+    }
+
+    fn bsi(&self, base: &str) -> Result<Arc<Bsi>> {
+        cached_bsi(
+            &self.inner,
+            self.generations_table()?,
+            self.bitmaps_table()?,
+            base,
+        )
+    }
+
+    fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+        keys_in(self.generations_table()?, prefix)
+    }
+
+    fn meta_bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let table = self.txn.open_table(storage::META)?;
+        Ok(table.get(name)?.map(|v| v.value().to_vec()))
+    }
+
+    fn unique_row(&self, field: &str, value: &str) -> Result<Option<u32>> {
+        let table = self.txn.open_table(storage::UNIQUE)?;
+        Ok(table.get((field, value))?.map(|v| v.value()))
+    }
+
+    fn history_entries(&self, kind: EntityKind, row: u32) -> Result<Vec<StageChange>> {
+        history_in(&self.txn.open_table(storage::HISTORY)?, kind, row)
+    }
+
+    fn segment_bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let table = self.txn.open_table(storage::SEGMENTS)?;
+        Ok(table.get(name)?.map(|v| v.value().to_vec()))
+    }
+
+    fn segment_names(&self) -> Result<Vec<String>> {
+        segment_names_in(&self.txn.open_table(storage::SEGMENTS)?)
+    }
+
+    fn config(&self) -> Result<Arc<Config>> {
+        open_once(&self.config, || {
+            Ok(Arc::new(Config::load(|name| self.meta_bytes(name))?))
+        })
+        .cloned()
+    }
+
+    fn clock_now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+}
+
+impl Source for WriteTransaction {
+    fn row_bytes(&self, kind: EntityKind, row: u32) -> Result<Option<Vec<u8>>> {
+        let table = self.txn()?.open_table(storage::rows(kind))?;
+        Ok(table.get(row)?.map(|v| v.value().to_vec()))
+    }
+
+    fn rows_in(&self, kind: EntityKind) -> Result<Vec<(u32, Vec<u8>)>> {
+        all_rows(&self.txn()?.open_table(storage::rows(kind))?)
+    }
+
+    fn bitmap(&self, key: &str) -> Result<Arc<RoaringBitmap>> {
+        let txn = self.txn()?;
+        let base = cached_bitmap(
+            &self.inner,
+            &txn.open_table(storage::BITMAP_GEN)?,
+            &txn.open_table(storage::BITMAPS)?,
+            key,
+        )?;
+        Ok(match self.delta.cats.get(key) {
+            Some(delta) if !delta.is_empty() => {
+                let mut bitmap = (*base).clone();
+                delta.apply(&mut bitmap);
+                Arc::new(bitmap)
+            }
+            _ => base,
+        })
+    }
+
+    fn bsi(&self, base_key: &str) -> Result<Arc<Bsi>> {
+        let txn = self.txn()?;
+        let base = cached_bsi(
+            &self.inner,
+            &txn.open_table(storage::BITMAP_GEN)?,
+            &txn.open_table(storage::BITMAPS)?,
+            base_key,
+        )?;
+        Ok(match self.delta.nums.get(base_key) {
+            Some(delta) => {
+                let mut bsi = (*base).clone();
+                delta.apply(&mut bsi);
+                Arc::new(bsi)
+            }
+            None => base,
+        })
+    }
+
+    fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = keys_in(&self.txn()?.open_table(storage::BITMAP_GEN)?, prefix)?;
+        keys.extend(
+            self.delta
+                .cats
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned(),
+        );
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    fn meta_bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let table = self.txn()?.open_table(storage::META)?;
+        Ok(table.get(name)?.map(|v| v.value().to_vec()))
+    }
+
+    fn unique_row(&self, field: &str, value: &str) -> Result<Option<u32>> {
+        let table = self.txn()?.open_table(storage::UNIQUE)?;
+        Ok(table.get((field, value))?.map(|v| v.value()))
+    }
+
+    fn history_entries(&self, kind: EntityKind, row: u32) -> Result<Vec<StageChange>> {
+        history_in(&self.txn()?.open_table(storage::HISTORY)?, kind, row)
+    }
+
+    fn segment_bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let table = self.txn()?.open_table(storage::SEGMENTS)?;
+        Ok(table.get(name)?.map(|v| v.value().to_vec()))
+    }
+
+    fn segment_names(&self) -> Result<Vec<String>> {
+        segment_names_in(&self.txn()?.open_table(storage::SEGMENTS)?)
+    }
+
+    fn config(&self) -> Result<Arc<Config>> {
+        match &self.config {
+            Some(config) => Ok(Arc::clone(config)),
+            None => self.committed_config(),
+        }
+    }
+
+    fn clock_now(&self) -> Timestamp {
+        self.now()
+    }
+}
