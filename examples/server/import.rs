@@ -82,7 +82,7 @@ pub fn import_file(db: &Database, path: &Path) -> Result<ImportReport, Box<dyn s
         rows: rows.len() as u64,
         ..ImportReport::default()
     };
-    let bar = super::progress_bar(text.len() as u64, "bytes");
+    let bar = super::cli::progress_bar(text.len() as u64, "bytes");
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let batch: Vec<Row> = rows.by_ref().take(BATCH_ROWS).collect();

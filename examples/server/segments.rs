@@ -1,0 +1,308 @@
+//! Segment endpoints: ad-hoc queries with paging, sorting and grouping, and saved
+//! segments, dynamic (a query) or static (a list of ids).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use crmdb::{
+    Account, Activity, Contact, Database, Deal, EntityKind, Error, FieldType, GroupBy, Order,
+    Owner, Product, Query, ReadTransaction, SavedSegment, Snapshot, SortBy, Task,
+};
+use serde::Deserialize;
+use serde_json::{Value as JsonValue, json};
+
+use super::errors::{ApiError, ApiResult, Body, PathArgs, blocking};
+use super::records::Resource;
+
+fn parse_kind(name: &str) -> Result<EntityKind, ApiError> {
+    EntityKind::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = EntityKind::ALL.iter().map(|k| k.as_str()).collect();
+        ApiError::unprocessable(
+            "invalid_kind",
+            format!(
+                "unknown kind {name:?}; expected one of {}",
+                names.join(", ")
+            ),
+        )
+    })
+}
+
+fn default_limit() -> usize {
+    20
+}
+
+fn default_query() -> String {
+    "*".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SegmentQueryRequest {
+    kind: String,
+    #[serde(default = "default_query")]
+    query: String,
+    #[serde(default = "default_limit")]
+    limit: usize,
+    #[serde(default)]
+    cursor: Option<String>,
+    /// A field name, or `id` (the default) for creation order.
+    #[serde(default)]
+    sort: Option<String>,
+    #[serde(default)]
+    descending: bool,
+    #[serde(default)]
+    group_by: Option<String>,
+    #[serde(default)]
+    sum: Option<String>,
+}
+
+struct PageJson {
+    total: u64,
+    items: Vec<JsonValue>,
+    next_cursor: Option<String>,
+}
+
+fn page_of<R: Resource>(
+    r: &ReadTransaction,
+    query: &Query,
+    sort: &SortBy,
+    limit: usize,
+    cursor: Option<&str>,
+) -> crmdb::Result<PageJson> {
+    let page = r.page::<R>(query, sort, limit, cursor)?;
+    Ok(PageJson {
+        total: page.total,
+        items: page
+            .items
+            .iter()
+            .map(|(id, record)| R::to_json(*id, record))
+            .collect(),
+        next_cursor: page.next_cursor,
+    })
+}
+
+fn page_any(
+    r: &ReadTransaction,
+    kind: EntityKind,
+    query: &Query,
+    sort: &SortBy,
+    limit: usize,
+    cursor: Option<&str>,
+) -> crmdb::Result<PageJson> {
+    match kind {
+        EntityKind::Contact => page_of::<Contact>(r, query, sort, limit, cursor),
+        EntityKind::Account => page_of::<Account>(r, query, sort, limit, cursor),
+        EntityKind::Deal => page_of::<Deal>(r, query, sort, limit, cursor),
+        EntityKind::Activity => page_of::<Activity>(r, query, sort, limit, cursor),
+        EntityKind::Order => page_of::<Order>(r, query, sort, limit, cursor),
+        EntityKind::Product => page_of::<Product>(r, query, sort, limit, cursor),
+        EntityKind::Owner => page_of::<Owner>(r, query, sort, limit, cursor),
+        EntityKind::Task => page_of::<Task>(r, query, sort, limit, cursor),
+    }
+}
+
+/// Whether a field holds money, so that its sums are shown as decimals.
+fn is_money_field(r: &ReadTransaction, kind: EntityKind, field: &str) -> crmdb::Result<bool> {
+    if let Some(custom) = field.strip_prefix("custom.") {
+        let schema = r.schema(kind)?;
+        return Ok(schema
+            .field(custom)
+            .is_some_and(|def| def.field_type == FieldType::Money));
+    }
+    Ok(matches!(
+        (kind, field),
+        (EntityKind::Contact, "lifetime_value" | "total_spent")
+            | (EntityKind::Deal, "amount")
+            | (EntityKind::Order, "total")
+            | (EntityKind::Product, "list_price")
+    ))
+}
+
+fn sum_json(sum: i128, money: bool) -> JsonValue {
+    match i64::try_from(sum) {
+        Ok(small) if money => JsonValue::String(crmdb::Money(small).to_string()),
+        Ok(small) => json!(small),
+        Err(_) => JsonValue::String(sum.to_string()),
+    }
+}
+
+pub(super) async fn query_segment(
+    State(db): State<Database>,
+    Body(request): Body<SegmentQueryRequest>,
+) -> ApiResult {
+    let kind = parse_kind(&request.kind)?;
+    if request.sum.is_some() && request.group_by.is_none() {
+        return Err(ApiError::unprocessable(
+            "invalid_argument",
+            "\"sum\" needs \"group_by\"",
+        ));
+    }
+    blocking(&db, move |db| {
+        let query = Query::parse(&request.query)?;
+        let sort = match request.sort.as_deref() {
+            None | Some("id") => SortBy::id(),
+            Some(field) => SortBy::field(field),
+        };
+        let sort = if request.descending {
+            sort.descending()
+        } else {
+            sort
+        };
+        // One snapshot: the page and the groups agree with each other.
+        db.read(|r| {
+            let page = page_any(
+                r,
+                kind,
+                &query,
+                &sort,
+                request.limit,
+                request.cursor.as_deref(),
+            )?;
+            let mut out = json!({
+                "kind": kind.as_str(),
+                "query": query.to_string(),
+                "count": page.total,
+                "items": page.items,
+                "next_cursor": page.next_cursor,
+            });
+            if let Some(field) = &request.group_by {
+                let mut group = GroupBy::new(field.as_str());
+                let mut money = false;
+                if let Some(sum) = &request.sum {
+                    group = group.sum(sum.as_str());
+                    money = is_money_field(r, kind, sum)?;
+                }
+                let groups: Vec<JsonValue> = r
+                    .group_by(kind, &query, &group)?
+                    .into_iter()
+                    .map(|g| {
+                        let mut item = json!({ "value": g.value, "count": g.count });
+                        if let (Some(sum), Some(object)) = (g.sum, item.as_object_mut()) {
+                            object.insert("sum".into(), sum_json(sum, money));
+                        }
+                        item
+                    })
+                    .collect();
+                if let Some(object) = out.as_object_mut() {
+                    object.insert("groups".into(), JsonValue::Array(groups));
+                }
+            }
+            Ok(out)
+        })
+    })
+    .await
+    .map(Json)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SaveSegmentRequest {
+    kind: String,
+    #[serde(default)]
+    query: Option<String>,
+    #[serde(default)]
+    ids: Option<Vec<u32>>,
+}
+
+fn segment_json(
+    r: &ReadTransaction,
+    name: &str,
+    segment: &SavedSegment,
+) -> crmdb::Result<JsonValue> {
+    let count = r.count(segment.kind(), &Query::segment(name))?;
+    Ok(match segment {
+        SavedSegment::Dynamic { kind, query } => json!({
+            "name": name,
+            "kind": kind.as_str(),
+            "type": "dynamic",
+            "query": query.to_string(),
+            "count": count,
+        }),
+        SavedSegment::Static { kind, rows } => json!({
+            "name": name,
+            "kind": kind.as_str(),
+            "type": "static",
+            "ids": rows,
+            "count": count,
+        }),
+    })
+}
+
+pub(super) async fn save_segment(
+    State(db): State<Database>,
+    PathArgs(name): PathArgs<String>,
+    Body(request): Body<SaveSegmentRequest>,
+) -> ApiResult {
+    let kind = parse_kind(&request.kind)?;
+    blocking(&db, move |db| {
+        let segment = match (request.query, request.ids) {
+            (Some(text), None) => SavedSegment::Dynamic {
+                kind,
+                query: Query::parse(&text)?,
+            },
+            (None, Some(mut rows)) => {
+                rows.sort_unstable();
+                rows.dedup();
+                SavedSegment::Static { kind, rows }
+            }
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "a segment has either \"query\" (dynamic) or \"ids\" (static)".into(),
+                ));
+            }
+        };
+        db.write(|tx| tx.save_segment(&name, segment.clone()))?;
+        db.read(|r| segment_json(r, &name, &segment))
+    })
+    .await
+    .map(Json)
+}
+
+pub(super) async fn read_segment(
+    State(db): State<Database>,
+    PathArgs(name): PathArgs<String>,
+) -> ApiResult {
+    blocking(&db, move |db| {
+        db.read(|r| {
+            let segment = r.segment(&name)?;
+            segment_json(r, &name, &segment)
+        })
+    })
+    .await
+    .map(Json)
+}
+
+pub(super) async fn list_segments(State(db): State<Database>) -> ApiResult {
+    blocking(&db, move |db| {
+        db.read(|r| {
+            let mut out = Vec::new();
+            for name in r.segments()? {
+                let segment = r.segment(&name)?;
+                out.push(json!({
+                    "name": name,
+                    "kind": segment.kind().as_str(),
+                    "type": match segment {
+                        SavedSegment::Dynamic { .. } => "dynamic",
+                        SavedSegment::Static { .. } => "static",
+                    },
+                }));
+            }
+            Ok(json!({ "segments": out }))
+        })
+    })
+    .await
+    .map(Json)
+}
+
+pub(super) async fn delete_segment(
+    State(db): State<Database>,
+    PathArgs(name): PathArgs<String>,
+) -> ApiResult<StatusCode> {
+    let existed = blocking(&db, move |db| {
+        db.write(|tx| tx.delete_segment(&name))
+            .map(|existed| existed.then_some(()).ok_or(Error::UnknownSegment(name)))
+    })
+    .await?;
+    existed?;
+    Ok(StatusCode::NO_CONTENT)
+}
