@@ -257,12 +257,7 @@ impl Database {
             });
         }
         let counters = self.inner.cache.counters();
-        let redb_stats = {
-            let w = self.inner.redb.begin_write()?;
-            let s = w.stats()?;
-            w.abort()?;
-            s
-        };
+        let redb_stats = crate::txn::storage_stats(&self.inner)?;
         Ok(DatabaseStats {
             records,
             stored_bytes: redb_stats.stored_bytes(),

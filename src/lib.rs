@@ -76,14 +76,21 @@
 //!   names outside `[a-z0-9_]` are refused. Queries are at most [`MAX_QUERY_BYTES`]
 //!   long and nested at most [`MAX_QUERY_DEPTH`] deep.
 //!
-//! Fields per kind — contact: `region gender source owner account stage role tag
-//! unsubscribed lifetime_value order_count total_spent activity_count last_order
-//! last_activity created birth_year`; account: `industry region tier owner tag size
-//! created`; deal: `pipeline stage owner account contact participant product tag amount
-//! close_date created`; activity: `kind direction owner contact account deal at created`;
-//! order: `status contact account product at total created`; product: `category
-//! list_price created`; owner: `team region capacity created`; task: `status assignee
-//! contact account deal due created`; and `custom.<name>` for custom fields.
+//! Fields per kind ([`EntityKind::fields`] lists them with their shapes; derived fields
+//! are written by [`WriteTransaction::refresh_rfm`]):
+//! - contact: `region gender source owner account stage role tag unsubscribed
+//!   lifetime_value order_count total_spent activity_count last_order last_activity
+//!   created birth_year`, derived `rfm.recency rfm.frequency rfm.monetary tier band`
+//! - account: `industry region tier owner tag size created`
+//! - deal: `pipeline stage owner account contact participant product tag amount
+//!   close_date created`
+//! - activity: `kind direction owner contact account deal at created`
+//! - order: `status contact account product at total created`
+//! - product: `category list_price created`
+//! - owner: `team region capacity created`
+//! - task: `status assignee contact account deal due created`
+//!
+//! and `custom.<name>` for the custom fields declared on a kind.
 
 #![deny(missing_docs, unsafe_code)]
 // The sealed traits `Record` and `Snapshot` name crate-private types in their hidden
@@ -169,6 +176,55 @@ pub mod raw {
 
 #[cfg(test)]
 mod promises {
+    use crate::EntityKind;
+
+    /// The crate docs' field list ("Fields per kind") is the field tables, derived
+    /// fields included.
+    #[test]
+    fn crate_docs_list_every_field() {
+        let docs: String = include_str!("lib.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//!").map(str::trim))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let start = docs.find("Fields per kind").expect("the field list");
+        let list = &docs[start..];
+        let list = &list[..list.find("custom.<name>").expect("the list's end")];
+        for kind in EntityKind::ALL {
+            let entry = format!("- {kind}: ");
+            let at = list
+                .find(&entry)
+                .unwrap_or_else(|| panic!("{kind} is listed"));
+            let rest = &list[at + entry.len()..];
+            let end = rest.find("\n- ").unwrap_or(rest.len());
+            let (own, derived) = match rest[..end].split_once("derived") {
+                Some((own, derived)) => (own, derived),
+                None => (&rest[..end], ""),
+            };
+            let words = |text: &str| -> Vec<String> {
+                text.split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .flat_map(|w| w.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+                    .collect()
+            };
+            let fields = kind.fields();
+            let table = |derived: bool| -> Vec<String> {
+                fields
+                    .iter()
+                    .filter(|f| f.derived == derived)
+                    .map(|f| f.name.to_owned())
+                    .collect()
+            };
+            assert_eq!(words(own), table(false), "{kind}: documented fields");
+            assert_eq!(
+                words(derived),
+                table(true),
+                "{kind}: documented derived fields"
+            );
+        }
+    }
+
     fn is_send_sync<T: Send + Sync>() {}
     fn is_send<T: Send>() {}
 

@@ -109,13 +109,11 @@ fn is_money_field(r: &ReadTransaction, kind: EntityKind, field: &str) -> crmdb::
             .field(custom)
             .is_some_and(|def| def.field_type == FieldType::Money));
     }
-    Ok(matches!(
-        (kind, field),
-        (EntityKind::Contact, "lifetime_value" | "total_spent")
-            | (EntityKind::Deal, "amount")
-            | (EntityKind::Order, "total")
-            | (EntityKind::Product, "list_price")
-    ))
+    // Built-in fields: the kind's field table says how each is typed.
+    Ok(kind
+        .fields()
+        .iter()
+        .any(|f| f.name == field && f.shape == crmdb::FieldShape::Money))
 }
 
 fn sum_json(sum: i128, money: bool) -> JsonValue {

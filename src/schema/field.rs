@@ -161,3 +161,212 @@ pub struct FieldInfo {
     /// Written by a refresh (`refresh_rfm`) rather than from the record's own fields.
     pub derived: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::super::*;
+
+    fn t(day: i64) -> Timestamp {
+        Timestamp(day * SECONDS_PER_DAY)
+    }
+
+    /// A kind, and per sample record its index terms and declared references.
+    type Sample = (EntityKind, Vec<Terms>, Vec<Vec<(EntityKind, u32)>>);
+
+    /// Records of a kind with every built-in field set (one per subject where a field
+    /// holds one of several kinds).
+    fn samples() -> Vec<Sample> {
+        fn of<R: Record>(records: &[R]) -> Sample {
+            let terms = records
+                .iter()
+                .map(|r| {
+                    let mut terms = Terms::default();
+                    r.terms(&mut terms);
+                    terms
+                })
+                .collect();
+            (
+                R::KIND,
+                terms,
+                records.iter().map(|r| r.references()).collect(),
+            )
+        }
+        let line = LineItem {
+            product: ProductId::new(5),
+            quantity: 2,
+            unit_price: Money(100),
+        };
+        let contact = Contact {
+            region: Some("r".into()),
+            gender: Some("g".into()),
+            source: Some("s".into()),
+            owner: Some(OwnerId::new(1)),
+            account: Some(AccountId::new(2)),
+            stage: Stage::new("active"),
+            roles: [ContactRole::Fan].into(),
+            tags: ["vip".to_owned()].into(),
+            lifetime_value: Money(1),
+            stats: ContactStats {
+                order_count: 1,
+                total_spent: Money(1),
+                last_order: Some(t(1)),
+                last_activity: Some(t(1)),
+                activity_count: 1,
+            },
+            birth_year: Some(1990),
+            created_at: Some(t(1)),
+            ..Default::default()
+        };
+        let account = Account {
+            industry: Some("i".into()),
+            region: Some("r".into()),
+            size: Some(3),
+            tier: Some("a".into()),
+            owner: Some(OwnerId::new(1)),
+            tags: ["vip".to_owned()].into(),
+            created_at: Some(t(1)),
+            ..Default::default()
+        };
+        let deal = Deal {
+            stage: Stage::new("lead"),
+            account: Some(AccountId::new(2)),
+            contact: Some(ContactId::new(3)),
+            participants: vec![ContactId::new(4)],
+            owner: Some(OwnerId::new(1)),
+            amount: Money(1),
+            close_date: Some(t(2)),
+            line_items: vec![line.clone()],
+            tags: ["vip".to_owned()].into(),
+            created_at: Some(t(1)),
+            ..Default::default()
+        };
+        let activity = |subject| Activity {
+            owner: Some(OwnerId::new(1)),
+            created_at: Some(t(1)),
+            ..Activity::new(ActivityKind::Call, Direction::Inbound, subject, t(1))
+        };
+        let order = Order {
+            contact: Some(ContactId::new(3)),
+            account: Some(AccountId::new(2)),
+            at: t(1),
+            line_items: vec![line],
+            total: Money(200),
+            created_at: Some(t(1)),
+            ..Default::default()
+        };
+        let product = Product {
+            sku: "x".into(),
+            category: Some("c".into()),
+            list_price: Money(1),
+            created_at: Some(t(1)),
+            ..Default::default()
+        };
+        let owner = Owner {
+            team: Some("t".into()),
+            region: Some("r".into()),
+            capacity: 1,
+            created_at: Some(t(1)),
+            ..Default::default()
+        };
+        let task = |related| Task {
+            assignee: Some(OwnerId::new(1)),
+            due: Some(t(3)),
+            related: Some(related),
+            created_at: Some(t(1)),
+            ..Default::default()
+        };
+        let subjects = [
+            Subject::Contact(ContactId::new(3)),
+            Subject::Account(AccountId::new(2)),
+            Subject::Deal(DealId::new(6)),
+        ];
+        vec![
+            of(&[contact]),
+            of(&[account]),
+            of(&[deal]),
+            of(&subjects.map(activity)),
+            of(&[order]),
+            of(&[product]),
+            of(&[owner]),
+            of(&subjects.map(task)),
+        ]
+    }
+
+    /// The field table, the index terms a record writes and the references it declares
+    /// agree: every term is a table field, every non-derived field writes a term when
+    /// set, and a reference field's terms are exactly the record's references.
+    #[test]
+    fn field_tables_agree_with_terms_and_references() {
+        let all = samples();
+        assert_eq!(
+            all.iter().map(|s| s.0).collect::<Vec<_>>(),
+            EntityKind::ALL,
+            "one sample per kind"
+        );
+        for (kind, terms, references) in all {
+            let fields = kind.fields();
+            let mut written = BTreeSet::new();
+            for (terms, references) in terms.iter().zip(&references) {
+                let mut from_terms = BTreeSet::new();
+                for (name, value) in &terms.cats {
+                    written.insert(name.to_string());
+                    let (field_kind, target) = kind
+                        .field(name)
+                        .unwrap_or_else(|| panic!("{kind} term {name} not in the table"));
+                    assert!(!field_kind.is_numeric(), "{kind} {name}");
+                    if let Some(target) = target {
+                        from_terms.insert((target, value.parse::<u32>().expect("a row id")));
+                    }
+                }
+                for (name, _) in &terms.nums {
+                    written.insert(name.to_string());
+                    let (field_kind, _) = kind
+                        .field(name)
+                        .unwrap_or_else(|| panic!("{kind} term {name} not in the table"));
+                    assert!(field_kind.is_numeric(), "{kind} {name}");
+                }
+                let declared: BTreeSet<(EntityKind, u32)> = references.iter().copied().collect();
+                assert_eq!(
+                    from_terms, declared,
+                    "{kind}: reference fields vs references()"
+                );
+            }
+            for field in &fields {
+                assert_eq!(
+                    written.contains(field.name),
+                    !field.derived,
+                    "{kind} field {} (derived: {})",
+                    field.name,
+                    field.derived
+                );
+            }
+        }
+    }
+
+    /// Every kind's referrers are the reference fields that point at it.
+    #[test]
+    fn referrers_come_from_reference_fields() {
+        let mut owner_referrers = EntityKind::Owner.referrers();
+        owner_referrers.sort();
+        assert_eq!(
+            owner_referrers,
+            [
+                (EntityKind::Contact, "owner"),
+                (EntityKind::Account, "owner"),
+                (EntityKind::Deal, "owner"),
+                (EntityKind::Activity, "owner"),
+                (EntityKind::Task, "assignee"),
+            ]
+        );
+        assert!(EntityKind::Task.referrers().is_empty());
+        assert_eq!(
+            EntityKind::Product.referrers(),
+            [
+                (EntityKind::Deal, "product"),
+                (EntityKind::Order, "product")
+            ]
+        );
+    }
+}

@@ -106,6 +106,15 @@ pub(crate) fn initialise(redb: &redb::Database, machines: Option<&Machines>) -> 
     Ok(())
 }
 
+/// redb's storage statistics. They are only read through a write transaction, which
+/// waits for the current writer and is aborted: nothing is written.
+pub(crate) fn storage_stats(shared: &Shared) -> Result<redb::DatabaseStats> {
+    let txn = shared.redb.begin_write()?;
+    let stats = txn.stats()?;
+    txn.abort()?;
+    Ok(stats)
+}
+
 /// A record with a lifecycle stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StagedId {
@@ -150,7 +159,7 @@ pub enum Upserted {
 pub struct WriteTransaction {
     inner: Arc<Shared>,
     txn: Option<redb::WriteTransaction>,
-    pub(crate) delta: IndexDelta,
+    delta: IndexDelta,
     next_rows: HashMap<EntityKind, u32>,
     config: Option<Arc<Config>>,
     actor: String,
