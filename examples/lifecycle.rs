@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use crmdb::stages::{contact as contact_stage, deal as deal_stage};
+
 use crmdb::{
     Activity, ActivityKind, Contact, Database, Deal, Direction, Error, ManualClock, Money, Order,
     Snapshot, Subject, Timestamp,
@@ -60,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Moving an active customer back to prospect is a regression: a plain move is
     // refused with a typed error, and nothing of it is applied.
-    let refused = db.write(|tx| tx.move_stage(contact, "prospect"));
+    let refused = db.write(|tx| tx.move_stage(contact, contact_stage::PROSPECT));
     if let Err(e) = &refused {
         println!("refused: {e}");
     }
@@ -78,23 +80,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         })
     })?;
-    let early = db.write(|tx| tx.move_stage(deal, "proposal"));
+    let early = db.write(|tx| tx.move_stage(deal, deal_stage::PROPOSAL));
     if let Err(e) = early {
         println!("refused: {e}");
     }
     db.write(|tx| {
         tx.set_actor("wang.fang");
-        tx.move_stage(deal, "qualified")?;
+        tx.move_stage(deal, deal_stage::QUALIFIED)?;
         tx.modify(deal, |d| d.amount = Money::from_major(12_000))?;
-        tx.move_stage(deal, "proposal")?;
-        tx.move_stage(deal, "negotiation")
+        tx.move_stage(deal, deal_stage::PROPOSAL)?;
+        tx.move_stage(deal, deal_stage::NEGOTIATION)
     })?;
     clock.advance_days(10);
     db.write(|tx| {
         tx.set_actor("wang.fang");
         let now = tx.now();
         tx.modify(deal, |d| d.close_date = Some(now))?;
-        tx.move_stage(deal, "won")
+        tx.move_stage(deal, deal_stage::WON)
     })?;
     println!("the deal is {}", db.read(|r| r.get(deal))?.stage);
 

@@ -1,82 +1,22 @@
-//! Lead assignment rules, applied inside the write that creates a lead (a contact
-//! inserted without an owner) or requalifies one ([`WriteTransaction::requalify`]).
+//! Lead assignment: the planner that picks a lead's owner under the rules of
+//! [`Assignment`] (stored with the other settings in `config`), applied by the
+//! transaction inside the write that creates a lead (a contact inserted without an
+//! owner) or requalifies one ([`WriteTransaction::requalify`]).
+//!
+//! [`Assignment`]: crate::Assignment
+//! [`WriteTransaction::requalify`]: crate::WriteTransaction::requalify
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
-use serde::{Deserialize, Serialize};
 
 use crate::codec;
+use crate::config::AssignmentRule;
 use crate::error::{Error, Result};
 use crate::index::{self, bsi::Cmp};
-use crate::lifecycle::stages;
-use crate::schema::{EntityKind, Owner, OwnerId, Stage};
+use crate::schema::{EntityKind, Owner, OwnerId};
 use crate::storage::meta;
 use crate::storage::source::Source;
-
-/// One assignment rule. Rules are tried in order; the first that finds an owner wins.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AssignmentRule {
-    /// Round robin among the live owners of a team.
-    RoundRobin {
-        /// Recorded on the lead as the rule that assigned it.
-        name: String,
-        /// The team.
-        team: String,
-    },
-    /// Round robin among the live owners whose region equals the lead's region.
-    ByRegion {
-        /// Recorded on the lead.
-        name: String,
-    },
-    /// The live owner (of a team, or any) with the fewest open leads created in the
-    /// last `period_days` days, among those below their `capacity` (0 means no limit);
-    /// ties go to the lowest owner id.
-    CapacityLimited {
-        /// Recorded on the lead.
-        name: String,
-        /// Restrict to a team.
-        team: Option<String>,
-        /// The period capacity counts over.
-        period_days: u32,
-    },
-}
-
-impl AssignmentRule {
-    /// The rule's name.
-    pub fn name(&self) -> &str {
-        match self {
-            AssignmentRule::RoundRobin { name, .. }
-            | AssignmentRule::ByRegion { name }
-            | AssignmentRule::CapacityLimited { name, .. } => name,
-        }
-    }
-}
-
-/// The assignment configuration of a database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Assignment {
-    /// Rules, tried in order.
-    pub rules: Vec<AssignmentRule>,
-    /// Owners never assigned leads (on leave, managers).
-    pub excluded: BTreeSet<OwnerId>,
-    /// Contact stages that count as open leads for capacity.
-    pub lead_stages: Vec<Stage>,
-}
-
-impl Default for Assignment {
-    /// No rules; open leads are contacts in `prospect` or `responder`.
-    fn default() -> Self {
-        Assignment {
-            rules: Vec::new(),
-            excluded: BTreeSet::new(),
-            lead_stages: vec![
-                Stage::new(stages::contact::PROSPECT),
-                Stage::new(stages::contact::RESPONDER),
-            ],
-        }
-    }
-}
 
 /// The outcome of applying the rules to one lead.
 pub(crate) struct Decision {
@@ -96,7 +36,6 @@ fn next_after(candidates: &RoaringBitmap, last: Option<u32>) -> Option<u32> {
     after.or_else(|| candidates.min())
 }
 
-/// Decides the owner of `lead` under the stored rules, without writing anything.
 /// The round-robin pointers of the assignment rules: the last owner picked per pool.
 pub(crate) fn round_robin_state<S: Source + ?Sized>(snap: &S) -> Result<BTreeMap<String, u32>> {
     match snap.meta_bytes(meta::ROUND_ROBIN)? {
@@ -105,6 +44,8 @@ pub(crate) fn round_robin_state<S: Source + ?Sized>(snap: &S) -> Result<BTreeMap
     }
 }
 
+/// Decides the owner of a lead in `region` under the stored rules, without writing
+/// anything.
 pub(crate) fn decide<S: Source + ?Sized>(
     snap: &S,
     region: Option<&str>,

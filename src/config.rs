@@ -1,14 +1,17 @@
 //! A database's settings, read from the `meta` table: custom-field schemas,
-//! lifecycle machines, lead assignment rules. Write transactions change them through
+//! lifecycle machines, lead assignment rules (whose planner is `assign`). Write transactions change them through
 //! `txn::config`, and publish the new value to the database's cache on commit.
 
 use std::collections::BTreeMap;
 
-use crate::assign::Assignment;
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
 use crate::codec;
 use crate::error::Result;
-use crate::lifecycle::Machines;
-use crate::schema::{CustomSchema, EntityKind};
+use crate::lifecycle::{Machines, stages};
+use crate::schema::{CustomSchema, EntityKind, OwnerId, Stage};
 use crate::storage::meta;
 
 /// Settings read from the `meta` table.
@@ -43,5 +46,69 @@ impl Config {
             machines,
             assignment,
         })
+    }
+}
+
+/// One assignment rule. Rules are tried in order; the first that finds an owner wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AssignmentRule {
+    /// Round robin among the live owners of a team.
+    RoundRobin {
+        /// Recorded on the lead as the rule that assigned it.
+        name: String,
+        /// The team.
+        team: String,
+    },
+    /// Round robin among the live owners whose region equals the lead's region.
+    ByRegion {
+        /// Recorded on the lead.
+        name: String,
+    },
+    /// The live owner (of a team, or any) with the fewest open leads created in the
+    /// last `period_days` days, among those below their `capacity` (0 means no limit);
+    /// ties go to the lowest owner id.
+    CapacityLimited {
+        /// Recorded on the lead.
+        name: String,
+        /// Restrict to a team.
+        team: Option<String>,
+        /// The period capacity counts over.
+        period_days: u32,
+    },
+}
+
+impl AssignmentRule {
+    /// The rule's name.
+    pub fn name(&self) -> &str {
+        match self {
+            AssignmentRule::RoundRobin { name, .. }
+            | AssignmentRule::ByRegion { name }
+            | AssignmentRule::CapacityLimited { name, .. } => name,
+        }
+    }
+}
+
+/// The assignment configuration of a database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// Rules, tried in order.
+    pub rules: Vec<AssignmentRule>,
+    /// Owners never assigned leads (on leave, managers).
+    pub excluded: BTreeSet<OwnerId>,
+    /// Contact stages that count as open leads for capacity.
+    pub lead_stages: Vec<Stage>,
+}
+
+impl Default for Assignment {
+    /// No rules; open leads are contacts in `prospect` or `responder`.
+    fn default() -> Self {
+        Assignment {
+            rules: Vec::new(),
+            excluded: BTreeSet::new(),
+            lead_stages: vec![
+                Stage::new(stages::contact::PROSPECT),
+                Stage::new(stages::contact::RESPONDER),
+            ],
+        }
     }
 }

@@ -117,9 +117,9 @@ pub mod demo;
 
 pub use roaring::RoaringBitmap;
 
-pub use crate::assign::{Assignment, AssignmentRule};
 pub use crate::bulk::{BulkLoad, BulkReport, Rejection};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
+pub use crate::config::{Assignment, AssignmentRule};
 pub use crate::db::{Builder, Database, DatabaseStats, KindStats};
 pub use crate::error::{Error, QueryError, QueryErrorKind, Result};
 pub use crate::lifecycle::{

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use roaring::RoaringBitmap;
 
 use super::WriteTransaction;
-use crate::assign::{Assignment, Decision, round_robin_state};
+use crate::assign::{Decision, round_robin_state};
 use crate::codec;
+use crate::config::Assignment;
 use crate::error::{Error, Result};
 use crate::index::{self, Bsi, BsiDelta};
 use crate::lifecycle::{Machines, MoveOp, SweepMove, remap, sweep, transition};

@@ -210,7 +210,7 @@ impl WriteTransaction {
         })
     }
 
-    pub(crate) fn txn(&self) -> Result<&redb::WriteTransaction> {
+    fn txn(&self) -> Result<&redb::WriteTransaction> {
         if self.poisoned {
             return Err(Error::Poisoned);
         }
@@ -218,7 +218,7 @@ impl WriteTransaction {
     }
 
     /// Runs a mutating operation; storage and decode failures poison the transaction.
-    pub(crate) fn guarded<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+    fn guarded<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         if self.poisoned {
             return Err(Error::Poisoned);
         }
@@ -291,7 +291,7 @@ impl WriteTransaction {
         Ok(())
     }
 
-    pub(crate) fn config_arc(&mut self) -> Result<Arc<Config>> {
+    fn config_arc(&mut self) -> Result<Arc<Config>> {
         if let Some(config) = &self.config {
             return Ok(Arc::clone(config));
         }
@@ -314,12 +314,12 @@ impl WriteTransaction {
 
     /// Replaces this transaction's configuration; published to the database's cache
     /// when the transaction commits.
-    pub(crate) fn set_config(&mut self, config: Config) {
+    fn set_config(&mut self, config: Config) {
         self.config = Some(Arc::new(config));
         self.config_changed = true;
     }
 
-    pub(crate) fn put_meta(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+    fn put_meta(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
         let mut table = self.txn()?.open_table(storage::META)?;
         table.insert(name, bytes)?;
         Ok(())
@@ -339,12 +339,7 @@ impl WriteTransaction {
         Ok(next)
     }
 
-    pub(crate) fn write_row<R: Record>(
-        &mut self,
-        row: u32,
-        old: Option<&R>,
-        new: &R,
-    ) -> Result<()> {
+    fn write_row<R: Record>(&mut self, row: u32, old: Option<&R>, new: &R) -> Result<()> {
         let bytes = codec::encode(new);
         {
             let mut table = self.txn()?.open_table(storage::rows(R::KIND))?;
@@ -368,12 +363,7 @@ impl WriteTransaction {
         Ok(())
     }
 
-    pub(crate) fn append_history(
-        &mut self,
-        kind: EntityKind,
-        row: u32,
-        change: &StageChange,
-    ) -> Result<()> {
+    fn append_history(&mut self, kind: EntityKind, row: u32, change: &StageChange) -> Result<()> {
         let mut table = self.txn()?.open_table(storage::HISTORY)?;
         let k = kind as u8;
         let next = match table.range((k, row, 0)..=(k, row, u32::MAX))?.next_back() {

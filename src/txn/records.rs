@@ -23,7 +23,7 @@ use std::sync::Arc;
 impl WriteTransaction {
     // ---- validation helpers (no mutation) ----
 
-    pub(crate) fn check_record<R: Record>(&mut self, record: &R, row: Option<u32>) -> Result<()> {
+    pub(super) fn check_record<R: Record>(&mut self, record: &R, row: Option<u32>) -> Result<()> {
         let config = self.config_arc()?;
         check_shape(&config, record)?;
         self.check_links(record, row)
@@ -181,7 +181,7 @@ impl WriteTransaction {
         })
     }
 
-    pub(crate) fn live_record<I: RecordId>(&self, id: I) -> Result<I::Record> {
+    pub(super) fn live_record<I: RecordId>(&self, id: I) -> Result<I::Record> {
         let record = self.get(id)?;
         if record.deleted_at().is_some() {
             return Err(Error::Deleted {
@@ -192,7 +192,7 @@ impl WriteTransaction {
         Ok(record)
     }
 
-    pub(crate) fn update_inner<I: RecordId>(
+    pub(super) fn update_inner<I: RecordId>(
         &mut self,
         id: I,
         mut record: I::Record,
