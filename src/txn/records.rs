@@ -80,7 +80,7 @@ impl WriteTransaction {
     /// Inserts a record and returns its id. Contacts and deals without a stage start in
     /// their machine's first stage; a given stage is checked as a create move. Paid
     /// orders and inbound activities update their contact's figures and may move its
-    /// stage (see [`Machines::auto_moves`]).
+    /// stage (see [`Machines::auto_moves`](crate::Machines::auto_moves)).
     ///
     /// # Errors
     /// [`Error::InvalidField`], [`Error::UnknownField`], [`Error::BrokenRelation`],
