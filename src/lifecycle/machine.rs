@@ -2,14 +2,13 @@
 //! automatic moves and sweep rules, with the defaults of seeds 000 and 001.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::schema::{DEFAULT_PIPELINE, Stage};
 
-use super::stages;
+use super::{Guard, stages};
 
 /// One stage of a machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,30 +38,6 @@ pub enum Backward {
     /// Backward moves need an explicit regress with a reason (contact lifecycle), except
     /// the machine's declared returns.
     RegressOnly,
-}
-
-/// A condition for entering a stage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Guard {
-    /// The deal's amount is above zero.
-    AmountPositive,
-    /// The deal has a close date.
-    CloseDateSet,
-    /// The deal has a non-empty lost reason.
-    LostReasonSet,
-    /// The record carries a value for this custom field.
-    CustomFieldSet(String),
-}
-
-impl fmt::Display for Guard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Guard::AmountPositive => f.write_str("amount must be above zero"),
-            Guard::CloseDateSet => f.write_str("close date must be set"),
-            Guard::LostReasonSet => f.write_str("lost reason must be set"),
-            Guard::CustomFieldSet(name) => write!(f, "custom field {name:?} must be set"),
-        }
-    }
 }
 
 /// What causes an automatic contact move.

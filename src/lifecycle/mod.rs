@@ -12,18 +12,16 @@
 pub(crate) mod auto;
 mod machine;
 pub(crate) mod remap;
+pub(crate) mod rule;
 pub(crate) mod sweep;
 pub(crate) mod transition;
-
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::schema::{Stage, Timestamp};
 
-pub use machine::{
-    AutoMove, Backward, Forward, Guard, Machine, Machines, StageDef, SweepRule, Trigger,
-};
+pub use machine::{AutoMove, Backward, Forward, Machine, Machines, StageDef, SweepRule, Trigger};
+pub use rule::{Guard, Rule};
 
 /// The stage names of the default machines ([`Machine::contact_default`],
 /// [`Machine::deal_default`]), for code that moves records through them.
@@ -103,56 +101,6 @@ pub enum ChangeKind {
     Sweep,
     /// A machine replacement mapped the record.
     Remap,
-}
-
-/// The rule that refused a stage change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum Rule {
-    /// The target stage is not part of the machine.
-    UnknownStage,
-    /// The record's pipeline does not exist.
-    UnknownPipeline(String),
-    /// The machine allows only moves to the next stage.
-    SkipNotAllowed,
-    /// Backward moves need an explicit regress with a reason.
-    BackwardNeedsRegress,
-    /// A terminal stage can be left only by an explicit reopen with a reason.
-    TerminalNeedsReopen,
-    /// Reopen applies only to records in a terminal stage, towards an open stage.
-    ReopenNotApplicable,
-    /// Regress applies only to backward moves out of open stages.
-    RegressNotBackward,
-    /// Regress and reopen need a non-empty reason.
-    ReasonRequired,
-    /// A guard of the target stage failed.
-    Guard(Guard),
-}
-
-impl fmt::Display for Rule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Rule::UnknownStage => f.write_str("the stage is not part of the machine"),
-            Rule::UnknownPipeline(p) => {
-                write!(f, "pipeline {} does not exist", crate::error::quote(p))
-            }
-            Rule::SkipNotAllowed => f.write_str("the machine does not allow skipping stages"),
-            Rule::BackwardNeedsRegress => {
-                f.write_str("backward moves need an explicit regress with a reason")
-            }
-            Rule::TerminalNeedsReopen => {
-                f.write_str("a terminal stage can be left only by an explicit reopen with a reason")
-            }
-            Rule::ReopenNotApplicable => {
-                f.write_str("reopen moves a record from a terminal stage to an open stage")
-            }
-            Rule::RegressNotBackward => {
-                f.write_str("regress moves a record backward between open stages")
-            }
-            Rule::ReasonRequired => f.write_str("a reason is required"),
-            Rule::Guard(guard) => write!(f, "guard failed: {guard}"),
-        }
-    }
 }
 
 /// One accepted stage change.

@@ -7,6 +7,7 @@ mod contact;
 mod custom;
 mod deal;
 mod field;
+pub(crate) mod kind;
 mod order;
 mod owner;
 mod product;
@@ -25,6 +26,7 @@ pub use contact::{Contact, ContactRole, ContactStats};
 pub use custom::{CustomSchema, FieldDef, FieldType, Value};
 pub use deal::{DEFAULT_PIPELINE, Deal, LineItem};
 pub use field::{FieldInfo, FieldShape};
+pub use kind::EntityKind;
 pub use order::{Order, OrderStatus};
 pub use owner::Owner;
 pub use product::Product;
@@ -39,66 +41,6 @@ pub(crate) use record::{
     ContactEffect, Contribution, GuardView, KindVisitor, Lead, Staged, normalise_key,
 };
 pub(crate) use terms::{Terms, check_tag};
-
-/// The entity types crmdb stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum EntityKind {
-    /// [`Contact`]
-    Contact,
-    /// [`Account`]
-    Account,
-    /// [`Deal`]
-    Deal,
-    /// [`Activity`]
-    Activity,
-    /// [`Order`]
-    Order,
-    /// [`Product`]
-    Product,
-    /// [`Owner`]
-    Owner,
-    /// [`Task`]
-    Task,
-}
-
-impl EntityKind {
-    /// Every entity kind, in a fixed order.
-    pub const ALL: [EntityKind; 8] = [
-        EntityKind::Contact,
-        EntityKind::Account,
-        EntityKind::Deal,
-        EntityKind::Activity,
-        EntityKind::Order,
-        EntityKind::Product,
-        EntityKind::Owner,
-        EntityKind::Task,
-    ];
-
-    /// The lowercase name used in index keys, queries and messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EntityKind::Contact => "contact",
-            EntityKind::Account => "account",
-            EntityKind::Deal => "deal",
-            EntityKind::Activity => "activity",
-            EntityKind::Order => "order",
-            EntityKind::Product => "product",
-            EntityKind::Owner => "owner",
-            EntityKind::Task => "task",
-        }
-    }
-
-    /// Parses the lowercase name back.
-    pub fn from_name(name: &str) -> Option<EntityKind> {
-        EntityKind::ALL.into_iter().find(|k| k.as_str() == name)
-    }
-}
-
-impl fmt::Display for EntityKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The typed id of a stored record.
 ///

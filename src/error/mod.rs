@@ -2,24 +2,11 @@
 
 use std::fmt;
 
-use crate::schema::EntityKind;
+pub(crate) mod quote;
 
-/// The most bytes of an offending input an error message quotes.
-pub(crate) const MAX_QUOTED_BYTES: usize = 80;
-
-/// An input quoted for an error message: Rust string syntax, cut after
-/// [`MAX_QUOTED_BYTES`] bytes (at a character boundary) with the full length named, so
-/// that an oversized input is not echoed whole.
-pub(crate) fn quote(input: &str) -> String {
-    if input.len() <= MAX_QUOTED_BYTES {
-        return format!("{input:?}");
-    }
-    let mut end = MAX_QUOTED_BYTES;
-    while !input.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{:?}… ({} bytes)", &input[..end], input.len())
-}
+use crate::lifecycle::rule::Rule;
+use crate::schema::kind::EntityKind;
+pub(crate) use quote::quote;
 
 /// A specialised `Result` whose error defaults to [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -162,7 +149,7 @@ pub enum Error {
         /// The stage asked for.
         to: String,
         /// The rule that refused the move.
-        rule: crate::lifecycle::Rule,
+        rule: Rule,
     },
 
     /// A machine definition or a machine replacement was refused.
