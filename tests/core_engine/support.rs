@@ -1,0 +1,106 @@
+//! Shared helpers: a manual clock, contacts, temp directories and a snapshot fingerprint.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crmdb::{
+    Account, Activity, Contact, Database, Deal, EntityKind, ManualClock, Order, Owner, Product,
+    Query, Snapshot, Task, Timestamp, Value,
+};
+
+/// 2026-03-01T00:00:00Z, the start of every clock in these tests.
+pub(crate) fn t0() -> Timestamp {
+    Timestamp::from_ymd(2026, 3, 1).expect("valid date")
+}
+
+pub(crate) fn clocked_database() -> crmdb::Result<(Database, Arc<ManualClock>)> {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let db = Database::builder().clock(clock.clone()).in_memory()?;
+    Ok((db, clock))
+}
+
+pub(crate) fn contact(name: &str, email: &str) -> Contact {
+    Contact {
+        name: name.into(),
+        email: Some(email.into()),
+        ..Default::default()
+    }
+}
+
+/// A directory under the system temp dir, unique to this process and call, removed on drop.
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(label: &str) -> TempDir {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "crmdb-test-{label}-{}-{nanos}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create a temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Everything observable about a snapshot through the public API, as text, so that two
+/// states can be compared whole.
+pub(crate) fn fingerprint<S: Snapshot>(s: &S) -> crmdb::Result<String> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "contacts {:?}", s.records::<Contact>()?);
+    let _ = writeln!(out, "accounts {:?}", s.records::<Account>()?);
+    let _ = writeln!(out, "deals {:?}", s.records::<Deal>()?);
+    let _ = writeln!(out, "activities {:?}", s.records::<Activity>()?);
+    let _ = writeln!(out, "orders {:?}", s.records::<Order>()?);
+    let _ = writeln!(out, "products {:?}", s.records::<Product>()?);
+    let _ = writeln!(out, "owners {:?}", s.records::<Owner>()?);
+    let _ = writeln!(out, "tasks {:?}", s.records::<Task>()?);
+    for kind in EntityKind::ALL {
+        let _ = writeln!(out, "{kind} live {:?}", s.live(kind)?);
+        let _ = writeln!(out, "{kind} deleted {:?}", s.deleted(kind)?);
+    }
+    for kind in [EntityKind::Contact, EntityKind::Account, EntityKind::Deal] {
+        let _ = writeln!(out, "{kind} tags {:?}", s.tags(kind)?);
+    }
+    for (id, c) in s.records::<Contact>()? {
+        let _ = writeln!(out, "contact {id} history {:?}", s.history(id)?);
+        if let Some(email) = &c.email {
+            let _ = writeln!(out, "email {email} -> {:?}", s.contact_by_email(email)?);
+        }
+    }
+    for (id, _) in s.records::<Deal>()? {
+        let _ = writeln!(out, "deal {id} history {:?}", s.history(id)?);
+    }
+    for (_, p) in s.records::<Product>()? {
+        let _ = writeln!(out, "sku {} -> {:?}", p.sku, s.product_by_sku(&p.sku)?);
+    }
+    let machines = s.machines()?;
+    for stage in &machines.contact.stages {
+        let q = Query::stage(stage.name.as_str());
+        let _ = writeln!(
+            out,
+            "contact stage {} {}",
+            stage.name,
+            s.count(EntityKind::Contact, &q)?
+        );
+    }
+    let _ = writeln!(out, "segments {:?}", s.segments()?);
+    let _ = writeln!(out, "contact schema {:?}", s.schema(EntityKind::Contact)?);
+    Ok(out)
+}
+
+pub(crate) fn custom(values: Vec<(&str, Value)>) -> BTreeMap<String, Value> {
+    values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}

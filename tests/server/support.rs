@@ -1,0 +1,87 @@
+//! Shared helpers: a demo database and requests sent through the router.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use crmdb::Database;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// Every test finishes well within this.
+pub(crate) const BOUND: Duration = Duration::from_secs(20);
+
+pub(crate) fn demo_db() -> Database {
+    let db = Database::in_memory().expect("in-memory database");
+    crmdb::demo::Generator::new(300)
+        .load(&db, |_| {})
+        .expect("demo data loads");
+    db
+}
+
+/// Sends one request through the router: `(status, JSON body or Null)`.
+pub(crate) async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = tokio::time::timeout(BOUND, app.clone().oneshot(request))
+        .await
+        .expect("request finishes in time")
+        .expect("router is infallible");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body reads")
+        .to_bytes();
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("every response body is JSON")
+    };
+    (status, json)
+}
+
+pub(crate) async fn call(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let builder = Request::builder().method(method).uri(uri);
+    let request = match body {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string())),
+        None => builder.body(Body::empty()),
+    };
+    send(app, request.expect("request builds")).await
+}
+
+pub(crate) async fn raw(
+    app: &Router,
+    uri: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let mut builder = Request::builder().method(Method::POST).uri(uri);
+    if let Some(content_type) = content_type {
+        builder = builder.header(header::CONTENT_TYPE, content_type);
+    }
+    send(app, builder.body(Body::from(body)).expect("request builds")).await
+}
+
+/// Asserts an error response: status, stable code, a message.
+pub(crate) fn check_error(response: &(StatusCode, Value), status: StatusCode, code: &str) {
+    assert_eq!(response.0, status, "body: {}", response.1);
+    assert_eq!(response.1["error"]["code"], code, "body: {}", response.1);
+    assert!(
+        response.1["error"]["message"].is_string(),
+        "body: {}",
+        response.1
+    );
+}
+
+pub(crate) fn id_of(body: &Value) -> u64 {
+    body["id"].as_u64().expect("response carries an id")
+}
