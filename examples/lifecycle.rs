@@ -9,7 +9,7 @@ use crmdb::stages::{contact as contact_stage, deal as deal_stage};
 
 use crmdb::{
     Activity, ActivityKind, Contact, Database, Deal, Direction, Error, ManualClock, Money, Order,
-    Snapshot, Subject, Timestamp,
+    Snapshot, StageChange, Subject, Timestamp,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -102,32 +102,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Every accepted move is in the history, with who, when, how and why.
     db.read(|r| {
-        println!("contact history:");
-        for change in r.history(contact)? {
-            println!(
-                "  {} {} -> {} by {} ({:?})",
-                change.at,
-                change
-                    .from
-                    .map_or_else(|| "(new)".to_owned(), |s| s.to_string()),
-                change.to,
-                change.actor,
-                change.kind
-            );
-        }
-        println!("deal history:");
-        for change in r.history(deal)? {
-            println!(
-                "  {} {} -> {} by {} ({:?})",
-                change.at,
-                change
-                    .from
-                    .map_or_else(|| "(new)".to_owned(), |s| s.to_string()),
-                change.to,
-                change.actor,
-                change.kind
-            );
-        }
+        print_history("contact", &r.history(contact)?);
+        print_history("deal", &r.history(deal)?);
         let asked = start.plus_days(3);
         println!(
             "on {asked} the contact was a {:?}",
@@ -136,4 +112,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(())
     })?;
     Ok(())
+}
+
+/// Prints a stage history, oldest first.
+fn print_history(what: &str, changes: &[StageChange]) {
+    println!("{what} history:");
+    for change in changes {
+        let from = change
+            .from
+            .as_ref()
+            .map_or_else(|| "(new)".to_owned(), |s| s.to_string());
+        println!(
+            "  {} {from} -> {} by {} ({:?})",
+            change.at, change.to, change.actor, change.kind
+        );
+    }
 }
