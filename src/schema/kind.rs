@@ -8,21 +8,21 @@ use serde::{Deserialize, Serialize};
 /// The entity types crmdb stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EntityKind {
-    /// [`Contact`]
+    /// [`Contact`](crate::Contact)
     Contact,
-    /// [`Account`]
+    /// [`Account`](crate::Account)
     Account,
-    /// [`Deal`]
+    /// [`Deal`](crate::Deal)
     Deal,
-    /// [`Activity`]
+    /// [`Activity`](crate::Activity)
     Activity,
-    /// [`Order`]
+    /// [`Order`](crate::Order)
     Order,
-    /// [`Product`]
+    /// [`Product`](crate::Product)
     Product,
-    /// [`Owner`]
+    /// [`Owner`](crate::Owner)
     Owner,
-    /// [`Task`]
+    /// [`Task`](crate::Task)
     Task,
 }
 
