@@ -187,6 +187,8 @@ struct State {
     stage_counts: Vec<u64>,
     query_counts: Vec<(String, u64)>,
     emails: Vec<Option<ContactId>>,
+    /// The commit sequence: a crash image holds the number of its last commit.
+    sequence: u64,
 }
 
 const QUERIES: [&str; 6] = [
@@ -225,6 +227,7 @@ fn capture(db: &Database) -> crmdb::Result<State> {
             emails.push(r.contact_by_email(email)?);
         }
         Ok(State {
+            sequence: r.sequence()?,
             orders: r.records::<Order>()?,
             histories,
             live: r.live(EntityKind::Contact)?,

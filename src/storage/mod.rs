@@ -66,6 +66,9 @@ pub(crate) mod meta {
     pub(crate) const ASSIGNMENT: &str = "assignment";
     /// Round-robin pointers of the assignment rules: the last owner picked per pool.
     pub(crate) const ROUND_ROBIN: &str = "assignment.round_robin";
+    /// The commit sequence number of the last commit that changed anything (`u64`;
+    /// absent before the first).
+    pub(crate) const SEQUENCE: &str = "commit.sequence";
     /// The state of the last RFM refresh.
     pub(crate) const RFM: &str = "analytics.rfm";
 }

@@ -287,6 +287,7 @@ impl WriteTransaction {
             if let SavedSegment::Dynamic { kind, query } = &segment {
                 query::eval::check_segment(tx, name, *kind, query)?;
             }
+            tx.mark_changed();
             let mut table = tx.txn()?.open_table(storage::SEGMENTS)?;
             let stored = query::StoredSegment::of(&segment);
             table.insert(name, codec::encode(&stored).as_slice())?;
@@ -300,8 +301,15 @@ impl WriteTransaction {
     /// A storage failure.
     pub fn delete_segment(&mut self, name: &str) -> Result<bool> {
         self.guarded(|tx| {
-            let mut table = tx.txn()?.open_table(storage::SEGMENTS)?;
-            Ok(table.remove(name)?.is_some())
+            let existed = tx
+                .txn()?
+                .open_table(storage::SEGMENTS)?
+                .remove(name)?
+                .is_some();
+            if existed {
+                tx.mark_changed();
+            }
+            Ok(existed)
         })
     }
 

@@ -165,6 +165,9 @@ pub struct WriteTransaction {
     actor: String,
     time_override: Option<Timestamp>,
     config_changed: bool,
+    /// Whether anything was written: a commit that changes nothing takes no sequence
+    /// number. Set by every writer, never reset.
+    changed: bool,
     poisoned: bool,
 }
 
@@ -206,6 +209,7 @@ impl WriteTransaction {
             actor: SYSTEM_ACTOR.to_owned(),
             time_override: None,
             config_changed: false,
+            changed: false,
             poisoned: false,
         })
     }
@@ -266,11 +270,21 @@ impl WriteTransaction {
             store::merge(&mut bitmaps, &mut generations, &self.delta, generation)?;
             generations.insert(storage::GENERATION_KEY, generation)?;
         }
-        if !self.next_rows.is_empty() {
+        if self.changed || !self.next_rows.is_empty() {
             let mut meta_table = txn.open_table(storage::META)?;
             for (kind, next) in &self.next_rows {
                 let key = format!("{}{kind}", meta::NEXT_ROW);
                 meta_table.insert(key.as_str(), codec::encode(next).as_slice())?;
+            }
+            if self.changed {
+                let sequence = match meta_table.get(meta::SEQUENCE)? {
+                    Some(bytes) => codec::decode::<u64>("meta", &meta::SEQUENCE, bytes.value())?,
+                    None => 0,
+                };
+                let next = sequence.checked_add(1).ok_or_else(|| {
+                    Error::LimitExceeded("commit sequence numbers are exhausted".into())
+                })?;
+                meta_table.insert(meta::SEQUENCE, codec::encode(&next).as_slice())?;
             }
         }
         txn.commit()?;
@@ -319,7 +333,13 @@ impl WriteTransaction {
         self.config_changed = true;
     }
 
+    /// Notes that this transaction writes something (see `changed`).
+    fn mark_changed(&mut self) {
+        self.changed = true;
+    }
+
     fn put_meta(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.mark_changed();
         let mut table = self.txn()?.open_table(storage::META)?;
         table.insert(name, bytes)?;
         Ok(())
@@ -340,6 +360,7 @@ impl WriteTransaction {
     }
 
     fn write_row<R: Record>(&mut self, row: u32, old: Option<&R>, new: &R) -> Result<()> {
+        self.mark_changed();
         let bytes = codec::encode(new);
         {
             let mut table = self.txn()?.open_table(storage::rows(R::KIND))?;
@@ -364,6 +385,7 @@ impl WriteTransaction {
     }
 
     fn append_history(&mut self, kind: EntityKind, row: u32, change: &StageChange) -> Result<()> {
+        self.mark_changed();
         let mut table = self.txn()?.open_table(storage::HISTORY)?;
         let k = kind as u8;
         let next = match table.range((k, row, 0)..=(k, row, u32::MAX))?.next_back() {

@@ -414,6 +414,7 @@ impl WriteTransaction {
             tx.delta.diff(kind, row, Some(&old_terms), None);
             // Derived indexes are not part of the row's terms.
             tx.clear_derived(kind, row)?;
+            tx.mark_changed();
             let txn = tx.txn()?;
             txn.open_table(storage::rows(kind))?.remove(row)?;
             let mut unique = txn.open_table(storage::UNIQUE)?;
@@ -545,6 +546,9 @@ impl WriteTransaction {
                 }
             }
             tx.delta.absorb(chunk_delta);
+            if inserted > 0 {
+                tx.mark_changed();
+            }
             Ok(inserted)
         })
     }

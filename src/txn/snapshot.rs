@@ -192,6 +192,21 @@ pub trait Snapshot: Source {
         query::load_segment(self, name)
     }
 
+    /// The commit sequence number this snapshot reflects: the number of the last
+    /// committed write transaction that changed anything (0 before the first). Every
+    /// such commit takes the next number — strictly increasing, without gaps, kept
+    /// across reopen; a commit that changes nothing takes none. A write transaction
+    /// reports the sequence it builds on; its own commit will take the next one.
+    ///
+    /// # Errors
+    /// A decode or storage failure.
+    fn sequence(&self) -> Result<u64> {
+        match self.meta_bytes(crate::storage::meta::SEQUENCE)? {
+            Some(bytes) => codec::decode("meta", &crate::storage::meta::SEQUENCE, &bytes),
+            None => Ok(0),
+        }
+    }
+
     /// Names of the saved segments.
     ///
     /// # Errors

@@ -12,4 +12,5 @@ mod natural_keys;
 mod recycle_bin;
 mod refusals;
 mod relations;
+mod sequence;
 mod support;
