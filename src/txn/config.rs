@@ -163,8 +163,16 @@ impl WriteTransaction {
             let count = plan.len() as u64;
             for remap in plan {
                 match remap.kind {
+                    EntityKind::Contact => {
+                        tx.remap_record(ContactId::new(remap.row), &remap.to)?;
+                    }
                     EntityKind::Deal => tx.remap_record(DealId::new(remap.row), &remap.to)?,
-                    _ => tx.remap_record(ContactId::new(remap.row), &remap.to)?,
+                    // The groups above hold contacts and deals only.
+                    other => {
+                        return Err(Error::InvalidArgument(format!(
+                            "{other} records have no stage"
+                        )));
+                    }
                 }
             }
             Ok(count)

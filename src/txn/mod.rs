@@ -115,6 +115,14 @@ pub(crate) fn storage_stats(shared: &Shared) -> Result<redb::DatabaseStats> {
     Ok(stats)
 }
 
+/// The commit sequence stored under `meta::SEQUENCE` (0 before the first commit).
+fn decode_sequence(bytes: Option<&[u8]>) -> Result<u64> {
+    match bytes {
+        Some(bytes) => codec::decode("meta", &meta::SEQUENCE, bytes),
+        None => Ok(0),
+    }
+}
+
 /// A record with a lifecycle stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StagedId {
@@ -277,10 +285,9 @@ impl WriteTransaction {
                 meta_table.insert(key.as_str(), codec::encode(next).as_slice())?;
             }
             if self.changed {
-                let sequence = match meta_table.get(meta::SEQUENCE)? {
-                    Some(bytes) => codec::decode::<u64>("meta", &meta::SEQUENCE, bytes.value())?,
-                    None => 0,
-                };
+                let stored = meta_table.get(meta::SEQUENCE)?;
+                let sequence = decode_sequence(stored.as_ref().map(|b| b.value()))?;
+                drop(stored);
                 let next = sequence.checked_add(1).ok_or_else(|| {
                     Error::LimitExceeded("commit sequence numbers are exhausted".into())
                 })?;

@@ -201,10 +201,7 @@ pub trait Snapshot: Source {
     /// # Errors
     /// A decode or storage failure.
     fn sequence(&self) -> Result<u64> {
-        match self.meta_bytes(crate::storage::meta::SEQUENCE)? {
-            Some(bytes) => codec::decode("meta", &crate::storage::meta::SEQUENCE, &bytes),
-            None => Ok(0),
-        }
+        super::decode_sequence(self.meta_bytes(crate::storage::meta::SEQUENCE)?.as_deref())
     }
 
     /// Names of the saved segments.
