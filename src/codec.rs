@@ -139,6 +139,165 @@ pub(crate) fn decode_bitmap(
     RoaringBitmap::deserialize_from(body).map_err(|e| corrupt(&e.to_string()))
 }
 
+/// The top-level fields of a struct value, each with its own encoding: what the change
+/// feed compares to name the fields an update changed. A value that is not a struct
+/// gives no fields.
+pub(crate) fn struct_fields<T: Serialize>(value: &T) -> Vec<(&'static str, Vec<u8>)> {
+    value.serialize(FieldCapture).unwrap_or_default()
+}
+
+/// A serializer that accepts one struct and encodes each of its fields separately.
+struct FieldCapture;
+
+/// Why a value could not be taken apart: it is not a struct.
+#[derive(Debug)]
+struct NotAStruct;
+
+impl std::fmt::Display for NotAStruct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a struct")
+    }
+}
+
+impl std::error::Error for NotAStruct {}
+
+impl serde::ser::Error for NotAStruct {
+    fn custom<M: Display>(_: M) -> Self {
+        NotAStruct
+    }
+}
+
+struct Fields(Vec<(&'static str, Vec<u8>)>);
+
+impl serde::ser::SerializeStruct for Fields {
+    type Ok = Vec<(&'static str, Vec<u8>)>;
+    type Error = NotAStruct;
+    fn serialize_field<V: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &V,
+    ) -> std::result::Result<(), NotAStruct> {
+        let bytes = bincode::serde::encode_to_vec(value, config()).map_err(|_| NotAStruct)?;
+        self.0.push((key, bytes));
+        Ok(())
+    }
+    fn end(self) -> std::result::Result<Self::Ok, NotAStruct> {
+        Ok(self.0)
+    }
+}
+
+/// Every serializer method but `serialize_struct` refuses.
+macro_rules! refuse {
+    ($($name:ident($($arg:ty),*)),* $(,)?) => {
+        $(fn $name(self, $(_: $arg),*) -> std::result::Result<Self::Ok, NotAStruct> {
+            Err(NotAStruct)
+        })*
+    };
+}
+
+impl serde::Serializer for FieldCapture {
+    type Ok = Vec<(&'static str, Vec<u8>)>;
+    type Error = NotAStruct;
+    type SerializeSeq = serde::ser::Impossible<Self::Ok, NotAStruct>;
+    type SerializeTuple = serde::ser::Impossible<Self::Ok, NotAStruct>;
+    type SerializeTupleStruct = serde::ser::Impossible<Self::Ok, NotAStruct>;
+    type SerializeTupleVariant = serde::ser::Impossible<Self::Ok, NotAStruct>;
+    type SerializeMap = serde::ser::Impossible<Self::Ok, NotAStruct>;
+    type SerializeStruct = Fields;
+    type SerializeStructVariant = serde::ser::Impossible<Self::Ok, NotAStruct>;
+
+    refuse!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_char(char),
+        serialize_str(&str),
+        serialize_bytes(&[u8]),
+        serialize_none(),
+        serialize_unit(),
+        serialize_unit_struct(&'static str),
+        serialize_unit_variant(&'static str, u32, &'static str),
+    );
+
+    fn serialize_some<V: Serialize + ?Sized>(
+        self,
+        _: &V,
+    ) -> std::result::Result<Self::Ok, NotAStruct> {
+        Err(NotAStruct)
+    }
+    fn serialize_newtype_struct<V: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &V,
+    ) -> std::result::Result<Self::Ok, NotAStruct> {
+        Err(NotAStruct)
+    }
+    fn serialize_newtype_variant<V: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &V,
+    ) -> std::result::Result<Self::Ok, NotAStruct> {
+        Err(NotAStruct)
+    }
+    fn serialize_seq(
+        self,
+        _: Option<usize>,
+    ) -> std::result::Result<Self::SerializeSeq, NotAStruct> {
+        Err(NotAStruct)
+    }
+    fn serialize_tuple(self, _: usize) -> std::result::Result<Self::SerializeTuple, NotAStruct> {
+        Err(NotAStruct)
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> std::result::Result<Self::SerializeTupleStruct, NotAStruct> {
+        Err(NotAStruct)
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> std::result::Result<Self::SerializeTupleVariant, NotAStruct> {
+        Err(NotAStruct)
+    }
+    fn serialize_map(
+        self,
+        _: Option<usize>,
+    ) -> std::result::Result<Self::SerializeMap, NotAStruct> {
+        Err(NotAStruct)
+    }
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        len: usize,
+    ) -> std::result::Result<Self::SerializeStruct, NotAStruct> {
+        Ok(Fields(Vec::with_capacity(len)))
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> std::result::Result<Self::SerializeStructVariant, NotAStruct> {
+        Err(NotAStruct)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +340,22 @@ mod tests {
         huge.extend_from_slice(&COOKIE_NO_RUN.to_le_bytes());
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode_bitmap("b", &"k", &huge).is_err());
+    }
+
+    #[test]
+    fn struct_fields_are_encoded_one_by_one() {
+        #[derive(Serialize)]
+        struct Pair {
+            a: u32,
+            b: String,
+        }
+        let fields = struct_fields(&Pair {
+            a: 7,
+            b: "x".into(),
+        });
+        let names: Vec<&str> = fields.iter().map(|f| f.0).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_ne!(fields[0].1, fields[1].1);
+        assert!(struct_fields(&7u32).is_empty());
     }
 }

@@ -10,10 +10,11 @@ use redb::backends::InMemoryBackend;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
+use crate::feed::{Batch, Retention};
 use crate::index::cache::BitmapCache;
 use crate::lifecycle::Machines;
 use crate::schema::{EntityKind, Timestamp};
-use crate::txn::{ReadTransaction, Shared, Snapshot, WriteTransaction};
+use crate::txn::{FeedState, ReadTransaction, Shared, Snapshot, WriteTransaction};
 
 /// Options for opening a database.
 ///
@@ -23,12 +24,17 @@ use crate::txn::{ReadTransaction, Shared, Snapshot, WriteTransaction};
 /// - `machines`: [`Machines::default`], the spec's contact lifecycle and deal pipeline;
 ///   applied when the database is created, compared on open.
 /// - `clock`: [`SystemClock`].
+/// - `change_log`: on; every commit appends its events to the change log.
+/// - `retention`: [`Retention::default`], the last 100 000 batches plus whatever a
+///   registered consumer has not acknowledged.
 #[derive(Debug, Clone)]
 pub struct Builder {
     cache_size: usize,
     bitmap_cache_size: usize,
     machines: Option<Machines>,
     clock: Arc<dyn Clock>,
+    change_log: bool,
+    retention: Retention,
 }
 
 impl Default for Builder {
@@ -64,6 +70,8 @@ impl Builder {
             bitmap_cache_size: Self::DEFAULT_BITMAP_CACHE_SIZE,
             machines: None,
             clock: Arc::new(SystemClock),
+            change_log: true,
+            retention: Retention::default(),
         }
     }
 
@@ -88,6 +96,20 @@ impl Builder {
     /// The clock transactions read "now" from.
     pub fn clock(&mut self, clock: Arc<dyn Clock>) -> &mut Builder {
         self.clock = clock;
+        self
+    }
+
+    /// Whether commits append their events to the change log. Off, commits still take
+    /// sequence numbers but leave no batches, so a reader of the feed meets
+    /// [`Error::Trimmed`] across them: for measurements and one-off loads.
+    pub fn change_log(&mut self, on: bool) -> &mut Builder {
+        self.change_log = on;
+        self
+    }
+
+    /// How much of the change log is kept beyond what registered consumers still need.
+    pub fn retention(&mut self, retention: Retention) -> &mut Builder {
+        self.retention = retention;
         self
     }
 
@@ -138,16 +160,17 @@ impl Builder {
         if let Some(machines) = &self.machines {
             machines.validate()?;
         }
-        let db = Database {
+        let sequence = crate::txn::initialise(&redb, self.machines.as_ref())?;
+        Ok(Database {
             inner: Arc::new(Shared {
                 redb,
                 cache: BitmapCache::new(self.bitmap_cache_size),
                 clock: Arc::clone(&self.clock),
                 config: parking_lot::Mutex::new(None),
+                feed: FeedState::new(self.change_log, self.retention, sequence),
+                watches: parking_lot::Mutex::new(None),
             }),
-        };
-        crate::txn::initialise(&db.inner.redb, self.machines.as_ref())?;
-        Ok(db)
+        })
     }
 }
 
@@ -221,6 +244,33 @@ impl Database {
     pub fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
         let tx = self.begin_read()?;
         f(&tx)
+    }
+
+    /// Up to `limit` change batches after sequence `after`, from a snapshot of the last
+    /// commit (see [`Snapshot::changes`]).
+    ///
+    /// # Errors
+    /// As [`Snapshot::changes`].
+    pub fn changes(&self, after: u64, limit: usize) -> Result<Vec<Batch>> {
+        self.begin_read()?.changes(after, limit)
+    }
+
+    /// Waits until a commit after `after` (or `timeout`), then returns up to `limit`
+    /// batches after `after`: empty when the timeout passed with no commit. Woken by
+    /// commits, not by polling.
+    ///
+    /// # Errors
+    /// As [`Snapshot::changes`].
+    pub fn wait_changes(
+        &self,
+        after: u64,
+        limit: usize,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<Batch>> {
+        if self.inner.feed.wait(after, timeout) <= after {
+            return Ok(Vec::new());
+        }
+        self.changes(after, limit)
     }
 
     /// The clock's current time.

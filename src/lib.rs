@@ -105,6 +105,7 @@ mod codec;
 mod config;
 mod db;
 mod error;
+pub mod feed;
 mod index;
 mod lifecycle;
 mod query;
@@ -131,14 +132,15 @@ pub use crate::query::{
     Page, Predicate, Query, SavedSegment, SortBy, TagCount,
 };
 pub use crate::schema::{
-    Account, AccountId, Activity, ActivityId, ActivityKind, Contact, ContactId, ContactRole,
-    ContactStats, CustomSchema, DEFAULT_PIPELINE, Deal, DealId, Direction, EntityKind, FieldDef,
-    FieldInfo, FieldShape, FieldType, LineItem, Money, Order, OrderId, OrderStatus, Owner, OwnerId,
-    Product, ProductId, Record, RecordId, SECONDS_PER_DAY, Stage, Subject, Task, TaskId,
-    TaskStatus, Timestamp, Value,
+    Account, AccountId, Activity, ActivityId, ActivityKind, AnyRecord, Contact, ContactId,
+    ContactRole, ContactStats, CustomSchema, DEFAULT_PIPELINE, Deal, DealId, Direction, EntityKind,
+    FieldDef, FieldInfo, FieldShape, FieldType, LineItem, Money, Order, OrderId, OrderStatus,
+    Owner, OwnerId, Product, ProductId, Record, RecordId, SECONDS_PER_DAY, Stage, Subject, Task,
+    TaskId, TaskStatus, Timestamp, Value,
 };
 pub use crate::txn::{
-    ReadTransaction, SYSTEM_ACTOR, Snapshot, StagedId, Upserted, WriteTransaction, assignment,
+    ReadTransaction, SYSTEM_ACTOR, Snapshot, StagedId, Upserted, WatchRefresh, WriteTransaction,
+    assignment,
 };
 
 /// Raw decoders for tools that read crmdb's stored bytes (the fuzz targets).

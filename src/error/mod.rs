@@ -171,6 +171,24 @@ pub enum Error {
     #[error("segment {} refers to itself", quote(.0))]
     SegmentCycle(String),
 
+    /// The change log no longer holds the batches after `after`: retention trimmed
+    /// them. Bootstrap again from a snapshot, or read from `oldest - 1`.
+    #[error("changes after sequence {after} are no longer kept; the oldest kept is {oldest}")]
+    Trimmed {
+        /// The sequence asked to read after.
+        after: u64,
+        /// The oldest sequence the log holds.
+        oldest: u64,
+    },
+
+    /// No durable consumer of the change feed has this name.
+    #[error("unknown consumer {}", quote(.0))]
+    UnknownConsumer(String),
+
+    /// A segment that is watched cannot be deleted or redefined to another kind.
+    #[error("segment {} is watched; unwatch it first", quote(.0))]
+    Watched(String),
+
     /// An argument was outside what the call accepts (an empty name, a zero limit).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

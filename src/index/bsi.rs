@@ -115,6 +115,21 @@ fn low_bits(bit: usize) -> u64 {
 }
 
 impl Bsi {
+    /// The index of the rows in `rows` only.
+    pub(crate) fn restrict(&self, rows: &RoaringBitmap) -> Bsi {
+        let mut out = Bsi {
+            exists: &self.exists & rows,
+            slices: self.slices.iter().map(|s| s & rows).collect(),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|(bucket, b)| (*bucket, b & rows))
+                .collect(),
+        };
+        out.trim();
+        out
+    }
+
     pub(crate) fn trim(&mut self) {
         while self.slices.last().is_some_and(RoaringBitmap::is_empty) {
             self.slices.pop();

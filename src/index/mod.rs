@@ -52,6 +52,14 @@ pub(crate) fn live_key(kind: EntityKind) -> String {
     cat_key(kind, STATE_FIELD, "live")
 }
 
+/// The pseudo-field under which watched segments keep their members.
+pub(crate) const WATCH_FIELD: &str = "_watch";
+
+/// Key of a watched segment's member bitmap: `"{kind}/_watch={segment}"`.
+pub(crate) fn watch_key(kind: EntityKind, segment: &str) -> String {
+    cat_key(kind, WATCH_FIELD, segment)
+}
+
 /// Key of the recycle-bin bitmap of a kind.
 pub(crate) fn deleted_key(kind: EntityKind) -> String {
     cat_key(kind, STATE_FIELD, "deleted")
@@ -119,6 +127,13 @@ pub(crate) struct BsiDelta {
 }
 
 impl BsiDelta {
+    /// Whether it changes nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.exists.is_empty()
+            && self.slices.iter().all(BitDelta::is_empty)
+            && self.buckets.values().all(BitDelta::is_empty)
+    }
+
     /// Folds in a delta recorded after this one: its changes win.
     pub(crate) fn absorb(&mut self, later: BsiDelta) {
         let BsiDelta {

@@ -43,6 +43,10 @@ type F = Field<Account>;
 impl sealed::RecordInternal for Account {
     record_common!();
 
+    fn tags(&self) -> Option<&BTreeSet<String>> {
+        Some(&self.tags)
+    }
+
     fn tags_mut(&mut self) -> Option<&mut BTreeSet<String>> {
         Some(&mut self.tags)
     }

@@ -141,6 +141,10 @@ type F = Field<Contact>;
 impl sealed::RecordInternal for Contact {
     record_common!();
 
+    fn tags(&self) -> Option<&BTreeSet<String>> {
+        Some(&self.tags)
+    }
+
     fn tags_mut(&mut self) -> Option<&mut BTreeSet<String>> {
         Some(&mut self.tags)
     }

@@ -116,6 +116,10 @@ type F = Field<Deal>;
 impl sealed::RecordInternal for Deal {
     record_common!();
 
+    fn tags(&self) -> Option<&BTreeSet<String>> {
+        Some(&self.tags)
+    }
+
     fn tags_mut(&mut self) -> Option<&mut BTreeSet<String>> {
         Some(&mut self.tags)
     }

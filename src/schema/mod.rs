@@ -3,6 +3,7 @@
 
 mod account;
 mod activity;
+mod any;
 mod contact;
 mod custom;
 mod deal;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use account::Account;
 pub use activity::{Activity, ActivityKind, Direction, Subject};
+pub use any::AnyRecord;
 pub use contact::{Contact, ContactRole, ContactStats};
 pub use custom::{CustomSchema, FieldDef, FieldType, Value};
 pub use deal::{DEFAULT_PIPELINE, Deal, LineItem};

@@ -177,6 +177,10 @@ pub(crate) mod sealed {
         /// Checks invariants that need no other record (lengths, totals).
         fn check(&self) -> Result<(), FieldProblem>;
         /// The tag set, for records that carry tags.
+        fn tags(&self) -> Option<&BTreeSet<String>> {
+            None
+        }
+        /// The tag set to change, for records that carry tags.
         fn tags_mut(&mut self) -> Option<&mut BTreeSet<String>> {
             None
         }
@@ -222,7 +226,15 @@ pub(crate) mod sealed {
 /// A record type stored by crmdb: [`Contact`], [`Account`], [`Deal`], [`Activity`],
 /// [`Order`], [`Product`], [`Owner`] or [`Task`].
 pub trait Record:
-    sealed::RecordInternal + Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static
+    sealed::RecordInternal
+    + Serialize
+    + DeserializeOwned
+    + Clone
+    + Debug
+    + Send
+    + Sync
+    + Into<super::AnyRecord>
+    + 'static
 {
     /// The typed id of this record type.
     type Id: RecordId<Record = Self>;

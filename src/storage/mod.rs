@@ -52,6 +52,16 @@ pub(crate) const HISTORY: TableDefinition<(u8, u32, u32), &[u8]> = TableDefiniti
 /// Saved segments: name → versioned segment definition.
 pub(crate) const SEGMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("segments");
 
+/// The change log: (commit sequence, part) → versioned batch part (`feed::stored`).
+pub(crate) const CHANGES: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("changes");
+
+/// Durable change-feed consumers: name → the last sequence acknowledged.
+pub(crate) const CONSUMERS: TableDefinition<&str, u64> = TableDefinition::new("consumers");
+
+/// Watched segments: name → versioned kind of records the segment selects. Members are
+/// the bitmap [`watch_key`](crate::index::watch_key).
+pub(crate) const WATCHED: TableDefinition<&str, &[u8]> = TableDefinition::new("watched");
+
 /// Meta keys.
 pub(crate) mod meta {
     /// The database format version (one byte).

@@ -33,6 +33,14 @@ pub(crate) mod sealed {
         fn segment_bytes(&self, name: &str) -> Result<Option<Vec<u8>>>;
         fn segment_names(&self) -> Result<Vec<String>>;
         fn config(&self) -> Result<Arc<Config>>;
+        /// Up to `limit` change batches after `after` (see `feed::read_batches`).
+        fn change_batches(&self, after: u64, limit: usize) -> Result<Vec<crate::feed::Batch>>;
+        /// The oldest sequence the change log holds, or the next one when it is empty.
+        fn oldest_change(&self) -> Result<u64>;
+        /// Durable consumers and their acknowledged sequences, by name.
+        fn consumer_list(&self) -> Result<Vec<(String, u64)>>;
+        /// Watched segments and the kind each selects, by name.
+        fn watched_list(&self) -> Result<Vec<(String, EntityKind)>>;
         fn clock_now(&self) -> Timestamp;
 
         /// A record if it exists.

@@ -11,6 +11,8 @@ use crate::assign::{Decision, round_robin_state};
 use crate::codec;
 use crate::config::Assignment;
 use crate::error::{Error, Result};
+use crate::feed::Cause;
+use crate::feed::stored::StoredChange;
 use crate::index::{self, Bsi, BsiDelta};
 use crate::lifecycle::{Machines, MoveOp, SweepMove, remap, sweep, transition};
 use crate::query::{self, SavedSegment};
@@ -106,9 +108,11 @@ impl WriteTransaction {
     fn store_schema(&mut self, kind: EntityKind, schema: CustomSchema) -> Result<()> {
         let config = self.config_arc()?;
         let mut next = (*config).clone();
-        next.schemas.insert(kind, schema);
+        next.schemas.insert(kind, schema.clone());
         self.put_meta(meta::SCHEMA, &codec::encode(&next.schemas))?;
         self.set_config(next);
+        self.log(StoredChange::SchemaChanged { kind, schema });
+        self.rewatch();
         Ok(())
     }
 
@@ -157,10 +161,22 @@ impl WriteTransaction {
             );
             let plan = remap::plan(&machines, mapping, &groups)?;
             tx.put_meta(meta::MACHINES, &codec::encode(&machines))?;
+            tx.log(StoredChange::MachinesReplaced {
+                machines: machines.clone(),
+            });
+            tx.rewatch();
             let mut next = (*tx.config_arc()?).clone();
             next.machines = machines;
             tx.set_config(next);
             let count = plan.len() as u64;
+            tx.with_cause(Cause::Remap, |tx| tx.apply_remaps(plan))?;
+            Ok(count)
+        })
+    }
+
+    fn apply_remaps(&mut self, plan: Vec<remap::Remap>) -> Result<()> {
+        let tx = self;
+        {
             for remap in plan {
                 match remap.kind {
                     EntityKind::Contact => {
@@ -175,8 +191,8 @@ impl WriteTransaction {
                     }
                 }
             }
-            Ok(count)
-        })
+            Ok(())
+        }
     }
 
     /// Moves a record to `to` as a machine replacement planned it, with a `Remap`
@@ -258,24 +274,22 @@ impl WriteTransaction {
                 )?;
             }
             let mut moved = Vec::with_capacity(planned.len());
-            // The moves happen at the sweep's `now`.
+            // The moves, and the refresh of watched segments, happen at the sweep's `now`.
             let previous_time = tx.time_override.replace(now);
-            for (row, planned) in planned {
-                let id = ContactId::new(row);
-                let result =
-                    tx.restage_record(id, planned.to.clone(), MoveOp::Sweep(&planned.reason));
-                if let Err(e) = result {
-                    tx.time_override = previous_time;
-                    return Err(e);
+            let result = tx.with_cause(Cause::Sweep, |tx| {
+                for (row, planned) in planned {
+                    let id = ContactId::new(row);
+                    tx.restage_record(id, planned.to.clone(), MoveOp::Sweep(&planned.reason))?;
+                    moved.push(SweepMove {
+                        contact: id,
+                        from: planned.from,
+                        to: planned.to,
+                    });
                 }
-                moved.push(SweepMove {
-                    contact: id,
-                    from: planned.from,
-                    to: planned.to,
-                });
-            }
+                tx.refresh_all()
+            });
             tx.time_override = previous_time;
-            Ok(moved)
+            result.map(|_| moved)
         })
     }
 
@@ -295,10 +309,21 @@ impl WriteTransaction {
             if let SavedSegment::Dynamic { kind, query } = &segment {
                 query::eval::check_segment(tx, name, *kind, query)?;
             }
+            if tx.watched_reads(name)?
+                && let Ok(old) = query::load_segment(tx, name)
+                && old.kind() != segment.kind()
+            {
+                return Err(Error::Watched(name.to_owned()));
+            }
             tx.mark_changed();
             let mut table = tx.txn()?.open_table(storage::SEGMENTS)?;
             let stored = query::StoredSegment::of(&segment);
             table.insert(name, codec::encode(&stored).as_slice())?;
+            drop(table);
+            tx.log(StoredChange::SegmentSaved {
+                name: name.to_owned(),
+            });
+            tx.rewatch();
             Ok(())
         })
     }
@@ -309,6 +334,9 @@ impl WriteTransaction {
     /// A storage failure.
     pub fn delete_segment(&mut self, name: &str) -> Result<bool> {
         self.guarded(|tx| {
+            if tx.watched_reads(name)? {
+                return Err(Error::Watched(name.to_owned()));
+            }
             let existed = tx
                 .txn()?
                 .open_table(storage::SEGMENTS)?
@@ -316,6 +344,9 @@ impl WriteTransaction {
                 .is_some();
             if existed {
                 tx.mark_changed();
+                tx.log(StoredChange::SegmentDeleted {
+                    name: name.to_owned(),
+                });
             }
             Ok(existed)
         })
@@ -341,6 +372,9 @@ impl WriteTransaction {
         }
         self.guarded(|tx| {
             tx.put_meta(meta::ASSIGNMENT, &codec::encode(&assignment))?;
+            tx.log(StoredChange::AssignmentChanged {
+                assignment: assignment.clone(),
+            });
             let mut next = (*tx.config_arc()?).clone();
             next.assignment = assignment;
             tx.set_config(next);
@@ -395,6 +429,11 @@ impl WriteTransaction {
                 let remove = &*current - want;
                 tx.delta.cats.entry(key).or_default().compose(&add, &remove);
             }
+            tx.with_cause(Cause::Refresh, |tx| {
+                tx.log(StoredChange::RfmRefreshed { kind });
+                Ok(())
+            })?;
+            tx.rewatch();
             tx.put_meta(state.0, &state.1)
         })
     }

@@ -5,6 +5,7 @@
 
 use super::WriteTransaction;
 use crate::error::Result;
+use crate::feed::Cause;
 use crate::index;
 use crate::lifecycle::auto::{self, Event};
 use crate::lifecycle::{MoveOp, StageChange};
@@ -17,6 +18,8 @@ use crate::txn::Snapshot;
 
 /// The contact updates a write causes, computed and checked before anything is written.
 pub(super) struct FollowUp {
+    /// The record whose write causes the updates.
+    source: (EntityKind, u32),
     updates: Vec<(ContactId, Contact, Contact, Option<StageChange>)>,
 }
 
@@ -103,23 +106,29 @@ impl WriteTransaction {
                 updates.push((*contact_id, old_contact, next, change));
             }
         }
-        Ok(Some(FollowUp { updates }))
+        Ok(Some(FollowUp {
+            source: (R::KIND, row),
+            updates,
+        }))
     }
 
     pub(super) fn apply_follow_up(&mut self, follow_up: Option<FollowUp>) -> Result<()> {
         let Some(follow_up) = follow_up else {
             return Ok(());
         };
-        for (id, old, mut new, change) in follow_up.updates {
-            if let Some(change) = &change {
-                new.stage = change.to.clone();
+        let (kind, id) = follow_up.source;
+        self.with_cause(Cause::Effect { kind, id }, |tx| {
+            for (id, old, mut new, change) in follow_up.updates {
+                if let Some(change) = &change {
+                    new.stage = change.to.clone();
+                }
+                tx.write_row(id.get(), Some(&old), &new)?;
+                if let Some(change) = change {
+                    tx.append_history(EntityKind::Contact, id.get(), &change)?;
+                }
             }
-            self.write_row(id.get(), Some(&old), &new)?;
-            if let Some(change) = change {
-                self.append_history(EntityKind::Contact, id.get(), &change)?;
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// A contact's figures recomputed from its live orders and activities, counting

@@ -16,6 +16,7 @@
 
 mod config;
 mod effects;
+mod feed;
 mod records;
 mod snapshot;
 
@@ -38,6 +39,8 @@ use crate::storage::{self, meta};
 pub use crate::lifecycle::transition::SYSTEM_ACTOR;
 pub(crate) use config::DerivedIndexes;
 pub use config::assignment;
+pub use feed::WatchRefresh;
+pub(crate) use feed::{FeedState, Watch};
 pub(crate) use records::{check_shape, normalise_new};
 pub use snapshot::{ReadTransaction, Snapshot};
 
@@ -49,14 +52,20 @@ pub(crate) struct Shared {
     /// The configuration (schemas, machines, assignment) as last committed; filled on
     /// first use, replaced by commits that change it.
     pub(crate) config: parking_lot::Mutex<Option<Arc<Config>>>,
+    /// The change feed's settings and wake-up signal.
+    pub(crate) feed: FeedState,
+    /// The watched segments as last committed, with what each reads; filled on first
+    /// use, emptied by commits that change them.
+    pub(crate) watches: parking_lot::Mutex<Option<Arc<Vec<Watch>>>>,
 }
 
 /// The initialisation commit of opening a database: on a new database the format
 /// version and the machines; on an existing one, checks the format version and that
 /// the builder's machines (if given) are the stored ones. Creates every table, so that
-/// readers never meet a missing one.
-pub(crate) fn initialise(redb: &redb::Database, machines: Option<&Machines>) -> Result<()> {
+/// readers never meet a missing one. Returns the stored commit sequence.
+pub(crate) fn initialise(redb: &redb::Database, machines: Option<&Machines>) -> Result<u64> {
     let txn = redb.begin_write()?;
+    let sequence;
     {
         let mut table = txn.open_table(storage::META)?;
         let format = table.get(meta::FORMAT)?.map(|v| v.value().to_vec());
@@ -101,9 +110,14 @@ pub(crate) fn initialise(redb: &redb::Database, machines: Option<&Machines>) -> 
         txn.open_table(storage::BITMAP_GEN)?;
         txn.open_table(storage::HISTORY)?;
         txn.open_table(storage::SEGMENTS)?;
+        txn.open_table(storage::CHANGES)?;
+        txn.open_table(storage::CONSUMERS)?;
+        txn.open_table(storage::WATCHED)?;
+        let stored = table.get(meta::SEQUENCE)?;
+        sequence = decode_sequence(stored.as_ref().map(|b| b.value()))?;
     }
     txn.commit()?;
-    Ok(())
+    Ok(sequence)
 }
 
 /// redb's storage statistics. They are only read through a write transaction, which
@@ -177,6 +191,16 @@ pub struct WriteTransaction {
     /// number. Set by every writer, never reset.
     changed: bool,
     poisoned: bool,
+    /// This transaction's change-feed events, appended to the log by its commit.
+    events: Vec<crate::feed::stored::StoredEvent>,
+    /// The cause of the events being written.
+    cause: crate::feed::Cause,
+    /// The rows written, by kind: where watched segments are re-evaluated.
+    touched: feed::Touched,
+    /// Whether watched segments must be re-evaluated in full at commit.
+    rewatch: bool,
+    /// Whether this transaction watched or unwatched a segment.
+    watch_set_changed: bool,
 }
 
 impl std::fmt::Debug for WriteTransaction {
@@ -219,6 +243,11 @@ impl WriteTransaction {
             config_changed: false,
             changed: false,
             poisoned: false,
+            events: Vec::new(),
+            cause: crate::feed::Cause::Write,
+            touched: feed::Touched::new(),
+            rewatch: false,
+            watch_set_changed: false,
         })
     }
 
@@ -265,6 +294,8 @@ impl WriteTransaction {
         if self.poisoned {
             return Err(Error::Poisoned);
         }
+        // Membership changes are index changes and events of this same commit.
+        self.maintain_watched()?;
         let txn = self.txn.take().ok_or(Error::Poisoned)?;
         // Tables are opened only when written: every table a commit touches costs it
         // pages to copy and checksum.
@@ -278,6 +309,7 @@ impl WriteTransaction {
             store::merge(&mut bitmaps, &mut generations, &self.delta, generation)?;
             generations.insert(storage::GENERATION_KEY, generation)?;
         }
+        let mut sequence = None;
         if self.changed || !self.next_rows.is_empty() {
             let mut meta_table = txn.open_table(storage::META)?;
             for (kind, next) in &self.next_rows {
@@ -286,17 +318,27 @@ impl WriteTransaction {
             }
             if self.changed {
                 let stored = meta_table.get(meta::SEQUENCE)?;
-                let sequence = decode_sequence(stored.as_ref().map(|b| b.value()))?;
+                let previous = decode_sequence(stored.as_ref().map(|b| b.value()))?;
                 drop(stored);
-                let next = sequence.checked_add(1).ok_or_else(|| {
+                let next = previous.checked_add(1).ok_or_else(|| {
                     Error::LimitExceeded("commit sequence numbers are exhausted".into())
                 })?;
                 meta_table.insert(meta::SEQUENCE, codec::encode(&next).as_slice())?;
+                sequence = Some(next);
             }
         }
+        if let Some(sequence) = sequence
+            && self.inner.feed.log
+        {
+            self.write_batch(&txn, sequence)?;
+        }
         txn.commit()?;
+        self.publish_watches();
         if self.config_changed {
             *self.inner.config.lock() = self.config.take();
+        }
+        if let Some(sequence) = sequence {
+            self.inner.feed.committed(sequence);
         }
         Ok(())
     }
@@ -373,6 +415,7 @@ impl WriteTransaction {
             let mut table = self.txn()?.open_table(storage::rows(R::KIND))?;
             table.insert(row, bytes.as_slice())?;
         }
+        self.log_record(row, old, new, &bytes);
         let old_terms = old.map(record_terms);
         let new_terms = record_terms(new);
         self.delta
@@ -402,6 +445,8 @@ impl WriteTransaction {
             None => 0,
         };
         table.insert((k, row, next), codec::encode(change).as_slice())?;
+        drop(table);
+        self.log_stage(kind, row, change);
         Ok(())
     }
 }

@@ -6,6 +6,8 @@ use super::{StagedId, Upserted, WriteTransaction, record_terms};
 use crate::bulk::{PreparedInsert, Rejection};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::feed::Cause;
+use crate::feed::stored::StoredChange;
 use crate::index::IndexDelta;
 use crate::lifecycle::{MoveOp, StageChange, transition};
 use crate::schema::{
@@ -17,6 +19,7 @@ use crate::storage::source::{Source, decode_record};
 use crate::txn::Snapshot;
 use crate::{codec, index};
 use redb::ReadableTable;
+use roaring::RoaringBitmap;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -119,6 +122,8 @@ impl WriteTransaction {
             // A new row has no history yet.
             let mut table = self.txn()?.open_table(storage::HISTORY)?;
             table.insert((R::KIND as u8, row, 0), codec::encode(&change).as_slice())?;
+            drop(table);
+            self.log_stage(R::KIND, row, &change);
         }
         self.apply_follow_up(follow_up)?;
         if let Some(decision) = assignment {
@@ -142,7 +147,10 @@ impl WriteTransaction {
             };
             contact.owner = Some(decision.owner);
             contact.assigned_by = Some(decision.rule.clone());
-            tx.update_assigned(id, contact)?;
+            let cause = Cause::Assignment {
+                rule: decision.rule.clone(),
+            };
+            tx.with_cause(cause, |tx| tx.update_assigned(id, contact))?;
             tx.record_assignment(&decision)?;
             Ok(Some(decision.owner))
         })
@@ -424,6 +432,9 @@ impl WriteTransaction {
             let mut history = txn.open_table(storage::HISTORY)?;
             let k = kind as u8;
             history.retain_in((k, row, 0)..=(k, row, u32::MAX), |_, _| false)?;
+            drop((history, unique));
+            tx.touched.entry(kind).or_default().insert(row);
+            tx.log(StoredChange::Purged { kind, id: row });
             Ok(())
         })
     }
@@ -464,6 +475,9 @@ impl WriteTransaction {
         self.guarded(|tx| {
             let mut live_targets: HashMap<(EntityKind, u32), bool> = HashMap::new();
             let mut inserted = 0;
+            let log = tx.inner.feed.log;
+            let mut written = RoaringBitmap::new();
+            let mut events = Vec::new();
             {
                 let txn = tx.txn.as_ref().ok_or(Error::Poisoned)?;
                 let mut rows = txn.open_table(storage::rows(kind))?;
@@ -542,9 +556,28 @@ impl WriteTransaction {
                     if let Some(change) = &change {
                         history.insert((kind as u8, row, 0), codec::encode(change).as_slice())?;
                     }
+                    written.insert(row);
+                    if log {
+                        events.push(StoredChange::Inserted {
+                            kind,
+                            id: row,
+                            record: prepared.bytes,
+                        });
+                        if let Some(change) = change {
+                            events.push(StoredChange::StageChanged {
+                                kind,
+                                id: row,
+                                change,
+                            });
+                        }
+                    }
                     inserted += 1;
                 }
             }
+            for event in events {
+                tx.log(event);
+            }
+            *tx.touched.entry(kind).or_default() |= written;
             tx.delta.absorb(chunk_delta);
             if inserted > 0 {
                 tx.mark_changed();

@@ -204,6 +204,58 @@ pub trait Snapshot: Source {
         super::decode_sequence(self.meta_bytes(crate::storage::meta::SEQUENCE)?.as_deref())
     }
 
+    /// Up to `limit` change batches after sequence `after`, in order. A consumer that
+    /// bootstraps reads a snapshot, notes its [`sequence`](Snapshot::sequence), and
+    /// follows from there: nothing missed, nothing doubled.
+    ///
+    /// # Errors
+    /// [`Error::Trimmed`] when retention removed batches after `after`,
+    /// [`Error::InvalidArgument`] for an `after` beyond this snapshot's sequence, or a
+    /// decode failure.
+    fn changes(&self, after: u64, limit: usize) -> Result<Vec<crate::feed::Batch>> {
+        self.change_batches(after, limit)
+    }
+
+    /// The oldest sequence the change log still holds (the next sequence when it holds
+    /// none): reading after anything below `oldest - 1` is [`Error::Trimmed`].
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn oldest_change(&self) -> Result<u64> {
+        Source::oldest_change(self)
+    }
+
+    /// The durable consumers of the change feed, by name.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn consumers(&self) -> Result<Vec<crate::feed::Consumer>> {
+        Ok(self
+            .consumer_list()?
+            .into_iter()
+            .map(|(name, acknowledged)| crate::feed::Consumer { name, acknowledged })
+            .collect())
+    }
+
+    /// The watched segments and the kind each selects, by name.
+    ///
+    /// # Errors
+    /// A decode or storage failure.
+    fn watched(&self) -> Result<Vec<(String, EntityKind)>> {
+        self.watched_list()
+    }
+
+    /// The members of a watched segment, as kept by its entered and left events.
+    ///
+    /// # Errors
+    /// [`Error::UnknownSegment`] when the segment is not watched, or a storage failure.
+    fn members(&self, segment: &str) -> Result<RoaringBitmap> {
+        let Some((_, kind)) = self.watched_list()?.into_iter().find(|(n, _)| n == segment) else {
+            return Err(Error::UnknownSegment(segment.to_owned()));
+        };
+        Ok((*self.bitmap(&index::watch_key(kind, segment))?).clone())
+    }
+
     /// Names of the saved segments.
     ///
     /// # Errors
@@ -286,6 +338,28 @@ where
         .cache
         .insert(base, generation, Cached::Bsi(Arc::clone(&bsi)));
     Ok(bsi)
+}
+
+fn consumers_in<T: ReadableTable<&'static str, u64>>(table: &T) -> Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (name, position) = entry?;
+        out.push((name.value().to_owned(), position.value()));
+    }
+    Ok(out)
+}
+
+fn watched_in<T: ReadableTable<&'static str, &'static [u8]>>(
+    table: &T,
+) -> Result<Vec<(String, EntityKind)>> {
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (name, bytes) = entry?;
+        let name = name.value().to_owned();
+        let kind = codec::decode("watched", &name, bytes.value())?;
+        out.push((name, kind));
+    }
+    Ok(out)
 }
 
 fn keys_in<G: ReadableTable<&'static str, u64>>(
@@ -427,6 +501,24 @@ impl Source for ReadTransaction {
         segment_names_in(&self.txn.open_table(storage::SEGMENTS)?)
     }
 
+    fn change_batches(&self, after: u64, limit: usize) -> Result<Vec<crate::feed::Batch>> {
+        let table = self.txn.open_table(storage::CHANGES)?;
+        crate::feed::read_batches(&table, after, limit, self.sequence()?)
+    }
+
+    fn oldest_change(&self) -> Result<u64> {
+        let table = self.txn.open_table(storage::CHANGES)?;
+        crate::feed::oldest_kept(&table, self.sequence()?)
+    }
+
+    fn consumer_list(&self) -> Result<Vec<(String, u64)>> {
+        consumers_in(&self.txn.open_table(storage::CONSUMERS)?)
+    }
+
+    fn watched_list(&self) -> Result<Vec<(String, EntityKind)>> {
+        watched_in(&self.txn.open_table(storage::WATCHED)?)
+    }
+
     fn config(&self) -> Result<Arc<Config>> {
         open_once(&self.config, || {
             Ok(Arc::new(Config::load(|name| self.meta_bytes(name))?))
@@ -436,6 +528,51 @@ impl Source for ReadTransaction {
 
     fn clock_now(&self) -> Timestamp {
         self.inner.clock.now()
+    }
+}
+
+impl WriteTransaction {
+    /// A bitmap as last committed, without this transaction's changes.
+    fn stored_bitmap(&self, key: &str) -> Result<Arc<RoaringBitmap>> {
+        let txn = self.txn()?;
+        cached_bitmap(
+            &self.inner,
+            &txn.open_table(storage::BITMAP_GEN)?,
+            &txn.open_table(storage::BITMAPS)?,
+            key,
+        )
+    }
+
+    /// A numeric index as last committed, without this transaction's changes.
+    fn stored_bsi(&self, base: &str) -> Result<Arc<Bsi>> {
+        let txn = self.txn()?;
+        cached_bsi(
+            &self.inner,
+            &txn.open_table(storage::BITMAP_GEN)?,
+            &txn.open_table(storage::BITMAPS)?,
+            base,
+        )
+    }
+
+    /// A bitmap with this transaction's changes, of the rows in `rows` only: costs in
+    /// proportion to `rows`, not to the bitmap.
+    pub(super) fn bitmap_within(&self, key: &str, rows: &RoaringBitmap) -> Result<RoaringBitmap> {
+        let mut bitmap = &*self.stored_bitmap(key)? & rows;
+        if let Some(delta) = self.delta.cats.get(key) {
+            bitmap -= &delta.remove;
+            bitmap |= &delta.add & rows;
+        }
+        Ok(bitmap)
+    }
+
+    /// A numeric index with this transaction's changes, of the rows in `rows` only.
+    pub(super) fn bsi_within(&self, base: &str, rows: &RoaringBitmap) -> Result<Bsi> {
+        let mut bsi = self.stored_bsi(base)?.restrict(rows);
+        if let Some(delta) = self.delta.nums.get(base) {
+            delta.apply(&mut bsi);
+            bsi = bsi.restrict(rows);
+        }
+        Ok(bsi)
     }
 }
 
@@ -450,13 +587,7 @@ impl Source for WriteTransaction {
     }
 
     fn bitmap(&self, key: &str) -> Result<Arc<RoaringBitmap>> {
-        let txn = self.txn()?;
-        let base = cached_bitmap(
-            &self.inner,
-            &txn.open_table(storage::BITMAP_GEN)?,
-            &txn.open_table(storage::BITMAPS)?,
-            key,
-        )?;
+        let base = self.stored_bitmap(key)?;
         Ok(match self.delta.cats.get(key) {
             Some(delta) if !delta.is_empty() => {
                 let mut bitmap = (*base).clone();
@@ -468,13 +599,7 @@ impl Source for WriteTransaction {
     }
 
     fn bsi(&self, base_key: &str) -> Result<Arc<Bsi>> {
-        let txn = self.txn()?;
-        let base = cached_bsi(
-            &self.inner,
-            &txn.open_table(storage::BITMAP_GEN)?,
-            &txn.open_table(storage::BITMAPS)?,
-            base_key,
-        )?;
+        let base = self.stored_bsi(base_key)?;
         Ok(match self.delta.nums.get(base_key) {
             Some(delta) => {
                 let mut bsi = (*base).clone();
@@ -520,6 +645,24 @@ impl Source for WriteTransaction {
 
     fn segment_names(&self) -> Result<Vec<String>> {
         segment_names_in(&self.txn()?.open_table(storage::SEGMENTS)?)
+    }
+
+    fn change_batches(&self, after: u64, limit: usize) -> Result<Vec<crate::feed::Batch>> {
+        let table = self.txn()?.open_table(storage::CHANGES)?;
+        crate::feed::read_batches(&table, after, limit, self.sequence()?)
+    }
+
+    fn oldest_change(&self) -> Result<u64> {
+        let table = self.txn()?.open_table(storage::CHANGES)?;
+        crate::feed::oldest_kept(&table, self.sequence()?)
+    }
+
+    fn consumer_list(&self) -> Result<Vec<(String, u64)>> {
+        consumers_in(&self.txn()?.open_table(storage::CONSUMERS)?)
+    }
+
+    fn watched_list(&self) -> Result<Vec<(String, EntityKind)>> {
+        watched_in(&self.txn()?.open_table(storage::WATCHED)?)
     }
 
     fn config(&self) -> Result<Arc<Config>> {
