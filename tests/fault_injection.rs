@@ -189,6 +189,34 @@ struct State {
     emails: Vec<Option<ContactId>>,
     /// The commit sequence: a crash image holds the number of its last commit.
     sequence: u64,
+    /// Every batch of the change log, summarised: one event for every committed change,
+    /// none for an uncommitted one.
+    log: Vec<String>,
+    /// The watched segment's members, and the durable consumer's position.
+    members: Option<RoaringBitmap>,
+    consumers: Vec<(String, u64)>,
+}
+
+/// One line per batch: its sequence and actor, then each event's name, target, cause
+/// and (for membership events) ids.
+fn summarise(batches: &[crmdb::feed::Batch]) -> Vec<String> {
+    use crmdb::feed::Change;
+    batches
+        .iter()
+        .map(|batch| {
+            let events: Vec<String> = batch
+                .events
+                .iter()
+                .map(|e| match &e.change {
+                    Change::Entered { segment, ids, .. } | Change::Left { segment, ids, .. } => {
+                        format!("{} {segment} {ids:?}", e.change.name())
+                    }
+                    change => format!("{} {:?} {:?}", change.name(), change.target(), e.cause),
+                })
+                .collect();
+            format!("{} {}: {}", batch.sequence, batch.actor, events.join(", "))
+        })
+        .collect()
 }
 
 const QUERIES: [&str; 6] = [
@@ -226,7 +254,19 @@ fn capture(db: &Database) -> crmdb::Result<State> {
         for email in EMAILS {
             emails.push(r.contact_by_email(email)?);
         }
+        let watched = r.watched()?.iter().any(|(name, _)| name == "shanghai");
         Ok(State {
+            log: summarise(&r.changes(0, usize::MAX)?),
+            members: if watched {
+                Some(r.members("shanghai")?)
+            } else {
+                None
+            },
+            consumers: r
+                .consumers()?
+                .into_iter()
+                .map(|c| (c.name, c.acknowledged))
+                .collect(),
             sequence: r.sequence()?,
             orders: r.records::<Order>()?,
             histories,
@@ -315,6 +355,11 @@ const STEPS: [Step; 7] = [
         let (ann, bob) = (ContactId::new(0), ContactId::new(1));
         tx.move_stage(bob, "responder")?;
         tx.add_tag(ann, "gold")?;
+        let query = Query::parse("region = \"shanghai\" AND order_count >= 1")?;
+        let kind = EntityKind::Contact;
+        tx.save_segment("shanghai", crmdb::SavedSegment::Dynamic { kind, query })?;
+        tx.watch("shanghai")?;
+        tx.register_consumer("sink", 0)?;
         Ok(())
     },
     |tx| {
@@ -329,6 +374,7 @@ const STEPS: [Step; 7] = [
         let now = tx.now();
         tx.insert(paid(0, 80, now))?;
         tx.remove_tag(ContactId::new(1), "vip")?;
+        tx.acknowledge("sink", 2)?;
         Ok(())
     },
     |tx| {
@@ -459,6 +505,18 @@ fn check_fault_point(fail_at: u64, reference: &[State], refused: &mut Vec<String
                 .map(|_| ())
         })
         .unwrap_or_else(|e| panic!("fault {fail_at}, {crash:?} image: writing failed: {e}"));
+        // The sequence continues without a gap, and the log with it.
+        let next: Vec<u64> = db
+            .changes(state.sequence, 10)
+            .unwrap_or_else(|e| panic!("fault {fail_at}, {crash:?} image: reading the log: {e}"))
+            .iter()
+            .map(|b| b.sequence)
+            .collect();
+        assert_eq!(
+            next,
+            [state.sequence + 1],
+            "fault {fail_at}, {crash:?} image: the next commit"
+        );
         assert_eq!(
             db.check_integrity().ok(),
             Some(true),

@@ -1,14 +1,17 @@
 //! Shared helpers: a clocked database, records, and replaying the feed onto a model.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crmdb::feed::{Batch, Change};
+use crmdb::feed::Batch;
 use crmdb::{
-    Account, Activity, ActivityKind, AnyRecord, Contact, ContactId, Database, Deal, Direction,
-    EntityKind, ManualClock, Money, Order, Owner, Product, RoaringBitmap, Snapshot, Subject, Task,
-    Timestamp,
+    Activity, ActivityKind, Contact, ContactId, Database, Direction, ManualClock, Money, Order,
+    Subject, Timestamp,
 };
+
+#[path = "../support/replica.rs"]
+mod replica;
+
+pub(crate) use replica::{Replica, apply, records, replay_members};
 
 /// 2026-03-01T00:00:00Z, the start of every clock in these tests.
 pub(crate) fn t0() -> Timestamp {
@@ -58,80 +61,4 @@ pub(crate) fn all_batches(db: &Database, page: usize) -> crmdb::Result<Vec<Batch
         }
         out.extend(next);
     }
-}
-
-/// The records a consumer applying the record events in order ends up with.
-pub(crate) type Replica = BTreeMap<(EntityKind, u32), AnyRecord>;
-
-pub(crate) fn apply(replica: &mut Replica, batch: &Batch) {
-    for event in &batch.events {
-        match &event.change {
-            Change::Inserted { id, record }
-            | Change::Deleted { id, record }
-            | Change::Restored { id, record } => {
-                replica.insert((record.kind(), *id), record.clone());
-            }
-            Change::Updated {
-                id, before, after, ..
-            } => {
-                let previous = replica.insert((after.kind(), *id), after.clone());
-                assert_eq!(
-                    previous.as_ref(),
-                    Some(before),
-                    "an update's before image is what the replica holds"
-                );
-            }
-            Change::Purged { kind, id } => {
-                replica.remove(&(*kind, *id));
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Every stored record of the database, as the replica keys them.
-pub(crate) fn records<S: Snapshot>(snap: &S) -> crmdb::Result<Replica> {
-    fn add<R: crmdb::Record, S: Snapshot>(snap: &S, out: &mut Replica) -> crmdb::Result<()> {
-        use crmdb::RecordId as _;
-        for (id, record) in snap.records::<R>()? {
-            out.insert((R::KIND, id.row()), record.into());
-        }
-        Ok(())
-    }
-    let mut out = Replica::new();
-    add::<Contact, S>(snap, &mut out)?;
-    add::<Account, S>(snap, &mut out)?;
-    add::<Deal, S>(snap, &mut out)?;
-    add::<Activity, S>(snap, &mut out)?;
-    add::<Order, S>(snap, &mut out)?;
-    add::<Product, S>(snap, &mut out)?;
-    add::<Owner, S>(snap, &mut out)?;
-    add::<Task, S>(snap, &mut out)?;
-    Ok(out)
-}
-
-/// The members of each segment a consumer replaying entered and left events keeps.
-pub(crate) fn replay_members(batches: &[Batch]) -> BTreeMap<String, RoaringBitmap> {
-    let mut members: BTreeMap<String, RoaringBitmap> = BTreeMap::new();
-    for batch in batches {
-        for event in &batch.events {
-            match &event.change {
-                Change::Entered { segment, ids, .. } => {
-                    let set = members.entry(segment.clone()).or_default();
-                    assert!(set.is_disjoint(ids), "{segment}: entered twice");
-                    *set |= ids;
-                }
-                Change::Left { segment, ids, .. } => {
-                    let set = members.entry(segment.clone()).or_default();
-                    assert!(ids.is_subset(set), "{segment}: left without entering");
-                    *set -= ids;
-                }
-                Change::Unwatched { segment } => {
-                    members.remove(segment);
-                }
-                _ => {}
-            }
-        }
-    }
-    members
 }

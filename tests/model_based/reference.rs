@@ -60,7 +60,7 @@ pub(crate) fn outcome_of(result: &crmdb::Result<()>) -> Outcome {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Model {
     pub(crate) contacts: BTreeMap<u32, MContact>,
     /// Owner and account rows: `true` when in the recycle bin.
