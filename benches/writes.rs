@@ -17,121 +17,16 @@
 //! `CRMDB_BENCH_CONTACTS` sets the number of contacts (default 1 000 000).
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use crmdb::demo::{Generator, Rng, region_name};
-use crmdb::{Builder, BulkLoad, Contact, ContactId, Database, ManualClock, Snapshot};
-use redb::backends::InMemoryBackend;
-use redb::{ReadableDatabase, TableDefinition};
+use crmdb::{Contact, ContactId, Snapshot};
+use redb::ReadableDatabase;
 
-const ROWS: TableDefinition<u32, &[u8]> = TableDefinition::new("contacts");
+#[path = "support/write_path.rs"]
+mod write_path;
 
-/// The tag toggled by the one-record transaction; no generated contact carries it.
-const BENCH_TAG: &str = "bench_touched";
-
-fn contact_count() -> u32 {
-    std::env::var("CRMDB_BENCH_CONTACTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000)
-}
-
-/// The data set, generated once per run.
-struct Data {
-    generator: Generator,
-    contacts: Vec<Contact>,
-    encoded: Vec<Vec<u8>>,
-}
-
-impl Data {
-    fn new() -> Data {
-        let generator = Generator::new(contact_count());
-        let contacts: Vec<Contact> = (0..generator.contacts)
-            .map(|i| {
-                let mut contact = generator.contact(i).contact;
-                contact.owner = None;
-                contact.account = None;
-                contact.updated_at = generator.now;
-                contact
-            })
-            .collect();
-        let encoded = contacts.iter().map(crmdb::raw::encode_record).collect();
-        Data {
-            generator,
-            contacts,
-            encoded,
-        }
-    }
-
-    fn rows(&self) -> u64 {
-        self.contacts.len() as u64
-    }
-
-    fn empty_crmdb(&self) -> Database {
-        Builder::new()
-            .clock(Arc::new(ManualClock::new(self.generator.now)))
-            .in_memory()
-            .expect("in-memory crmdb")
-    }
-
-    fn empty_redb(&self) -> redb::Database {
-        let db = redb::Builder::new()
-            .set_cache_size(Builder::DEFAULT_CACHE_SIZE)
-            .create_with_backend(InMemoryBackend::new())
-            .expect("in-memory redb");
-        let txn = db.begin_write().expect("begin");
-        txn.open_table(ROWS).expect("create table");
-        txn.commit().expect("commit");
-        db
-    }
-
-    fn load_crmdb(&self, db: &Database, contacts: Vec<Contact>, batch_size: usize) {
-        self.load_crmdb_with(db, contacts, batch_size, None);
-    }
-
-    /// `threads`: `None` for the default, `Some(0)` for the one-by-one loop.
-    fn load_crmdb_with(
-        &self,
-        db: &Database,
-        contacts: Vec<Contact>,
-        batch_size: usize,
-        threads: Option<usize>,
-    ) {
-        let mut load = BulkLoad::new(db);
-        load.batch_size(batch_size);
-        if let Some(threads) = threads {
-            load.threads(threads);
-        }
-        let report = load.run(contacts, |_| {}).expect("bulk load");
-        assert_eq!(
-            report.inserted,
-            self.rows(),
-            "{:?}",
-            report.rejected.first()
-        );
-    }
-
-    fn load_redb(&self, db: &redb::Database) {
-        let txn = db.begin_write().expect("begin");
-        {
-            let mut table = txn.open_table(ROWS).expect("table");
-            for (row, bytes) in self.encoded.iter().enumerate() {
-                table.insert(row as u32, bytes.as_slice()).expect("insert");
-            }
-        }
-        txn.commit().expect("commit");
-    }
-
-    /// Row ids spread uniformly over the data set, with a fixed seed.
-    fn random_rows(&self, count: usize) -> Vec<u32> {
-        let mut rng = Rng::new(7);
-        (0..count).map(|_| rng.below(self.rows()) as u32).collect()
-    }
-}
-
-const DEFAULT_BATCH: usize = 50_000;
+use write_path::{DEFAULT_BATCH, Data, ROWS, one_record_txn};
 
 fn bulk_load(c: &mut Criterion, data: &Data) {
     let mut group = c.benchmark_group("bulk_load");
@@ -296,28 +191,6 @@ fn point_read(c: &mut Criterion, data: &Data) {
          redb+decode {decoded:.0} reads/s, crmdb/redb ratio {:.2}",
         crmdb / redb
     );
-}
-
-/// Updates the region, toggles a tag and moves the stage of one contact, and commits.
-fn one_record_txn(db: &Database, id: ContactId, region: usize) {
-    db.write(|tx| {
-        let contact = tx.get(id)?;
-        tx.modify(id, |c| c.region = Some(region_name(region).to_owned()))?;
-        if contact.tags.contains(BENCH_TAG) {
-            tx.remove_tag(id, BENCH_TAG)?;
-        } else {
-            tx.add_tag(id, BENCH_TAG)?;
-        }
-        // Legal from every stage: forward to active, or the dormant/churned return to it,
-        // and active goes forward to dormant.
-        let to = if contact.stage.as_str() == "active" {
-            "dormant"
-        } else {
-            "active"
-        };
-        tx.move_stage(id, to)
-    })
-    .expect("one-record transaction");
 }
 
 fn one_row_insert(db: &redb::Database, row: u32, bytes: &[u8]) {

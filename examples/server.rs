@@ -14,11 +14,18 @@
 //! so a refused or malformed request leaves the database exactly as it was. Slow or
 //! oversized requests are cut off: a header read timeout per connection, a body limit,
 //! a whole-request timeout and a global concurrency limit.
+//!
+//! The change feed (`server/changes.rs`) is read by long poll (`GET /changes`) or as
+//! server-sent events (`GET /changes/stream`). A stream outlives any request timeout, so
+//! it bounds itself (a lifetime and a batch count) and holds a place of the concurrency
+//! limit while it is open.
 
 #[path = "server/analytics.rs"]
 pub mod analytics;
 #[path = "server/analytics_handlers.rs"]
 mod analytics_handlers;
+#[path = "server/changes.rs"]
+mod changes;
 #[path = "server/cli.rs"]
 mod cli;
 #[path = "server/errors.rs"]

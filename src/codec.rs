@@ -140,10 +140,26 @@ pub(crate) fn decode_bitmap(
 }
 
 /// The top-level fields of a struct value, each with its own encoding: what the change
-/// feed compares to name the fields an update changed. A value that is not a struct
-/// gives no fields.
-pub(crate) fn struct_fields<T: Serialize>(value: &T) -> Vec<(&'static str, Vec<u8>)> {
+/// feed compares to name the fields an update changed. All encodings share one buffer;
+/// each field names its byte range. A value that is not a struct gives no fields.
+pub(crate) fn struct_fields<T: Serialize>(value: &T) -> StructFields {
     value.serialize(FieldCapture).unwrap_or_default()
+}
+
+/// The fields of a struct value, encoded one by one into one buffer.
+#[derive(Debug, Default)]
+pub(crate) struct StructFields {
+    bytes: Vec<u8>,
+    fields: Vec<(&'static str, std::ops::Range<usize>)>,
+}
+
+impl StructFields {
+    /// Each field's name and encoding, in declaration order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
+        self.fields
+            .iter()
+            .map(|(name, range)| (*name, &self.bytes[range.clone()]))
+    }
 }
 
 /// A serializer that accepts one struct and encodes each of its fields separately.
@@ -151,7 +167,7 @@ struct FieldCapture;
 
 /// Why a value could not be taken apart: it is not a struct.
 #[derive(Debug)]
-struct NotAStruct;
+pub(crate) struct NotAStruct;
 
 impl std::fmt::Display for NotAStruct {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -167,22 +183,22 @@ impl serde::ser::Error for NotAStruct {
     }
 }
 
-struct Fields(Vec<(&'static str, Vec<u8>)>);
-
-impl serde::ser::SerializeStruct for Fields {
-    type Ok = Vec<(&'static str, Vec<u8>)>;
+impl serde::ser::SerializeStruct for StructFields {
+    type Ok = StructFields;
     type Error = NotAStruct;
     fn serialize_field<V: Serialize + ?Sized>(
         &mut self,
         key: &'static str,
         value: &V,
     ) -> std::result::Result<(), NotAStruct> {
-        let bytes = bincode::serde::encode_to_vec(value, config()).map_err(|_| NotAStruct)?;
-        self.0.push((key, bytes));
+        let start = self.bytes.len();
+        bincode::serde::encode_into_std_write(value, &mut self.bytes, config())
+            .map_err(|_| NotAStruct)?;
+        self.fields.push((key, start..self.bytes.len()));
         Ok(())
     }
     fn end(self) -> std::result::Result<Self::Ok, NotAStruct> {
-        Ok(self.0)
+        Ok(self)
     }
 }
 
@@ -196,14 +212,14 @@ macro_rules! refuse {
 }
 
 impl serde::Serializer for FieldCapture {
-    type Ok = Vec<(&'static str, Vec<u8>)>;
+    type Ok = StructFields;
     type Error = NotAStruct;
     type SerializeSeq = serde::ser::Impossible<Self::Ok, NotAStruct>;
     type SerializeTuple = serde::ser::Impossible<Self::Ok, NotAStruct>;
     type SerializeTupleStruct = serde::ser::Impossible<Self::Ok, NotAStruct>;
     type SerializeTupleVariant = serde::ser::Impossible<Self::Ok, NotAStruct>;
     type SerializeMap = serde::ser::Impossible<Self::Ok, NotAStruct>;
-    type SerializeStruct = Fields;
+    type SerializeStruct = StructFields;
     type SerializeStructVariant = serde::ser::Impossible<Self::Ok, NotAStruct>;
 
     refuse!(
@@ -285,7 +301,10 @@ impl serde::Serializer for FieldCapture {
         _: &'static str,
         len: usize,
     ) -> std::result::Result<Self::SerializeStruct, NotAStruct> {
-        Ok(Fields(Vec::with_capacity(len)))
+        Ok(StructFields {
+            bytes: Vec::with_capacity(256),
+            fields: Vec::with_capacity(len),
+        })
     }
     fn serialize_struct_variant(
         self,
@@ -353,9 +372,10 @@ mod tests {
             a: 7,
             b: "x".into(),
         });
-        let names: Vec<&str> = fields.iter().map(|f| f.0).collect();
-        assert_eq!(names, ["a", "b"]);
-        assert_ne!(fields[0].1, fields[1].1);
-        assert!(struct_fields(&7u32).is_empty());
+        let fields: Vec<(&str, &[u8])> = fields.iter().collect();
+        assert_eq!(fields.iter().map(|f| f.0).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(fields[0].1, [7]);
+        assert_eq!(fields[1].1, [1, b'x']);
+        assert_eq!(struct_fields(&7u32).iter().count(), 0);
     }
 }

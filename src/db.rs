@@ -267,6 +267,10 @@ impl Database {
         limit: usize,
         timeout: std::time::Duration,
     ) -> Result<Vec<Batch>> {
+        // An `after` beyond the last commit is refused at once, not after the wait.
+        if after > self.inner.feed.last() {
+            return self.changes(after, limit);
+        }
         if self.inner.feed.wait(after, timeout) <= after {
             return Ok(Vec::new());
         }

@@ -1,9 +1,10 @@
-//! Error responses, and what every handler shares to produce them: the JSON body and
-//! path extractors whose rejections are [`ApiError`]s, the fallbacks for unknown routes
-//! and methods, and [`blocking`], which runs engine work off the async threads.
+//! Error responses, and what every handler shares to produce them: the JSON body,
+//! path and query-string extractors whose rejections are [`ApiError`]s, the fallbacks
+//! for unknown routes and methods, and [`blocking`], which runs engine work off the
+//! async threads.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -12,13 +13,14 @@ use crmdb::{Database, Error};
 use serde::de::DeserializeOwned;
 use serde_json::{Value as JsonValue, json};
 
-/// An error response: `{"error": {"code", "message", "offset"?}}`.
+/// An error response: `{"error": {"code", "message"}}`, plus one typed detail for
+/// some errors (`"offset"` of a query error, `"oldest"` of a trimmed feed read).
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    offset: Option<usize>,
+    detail: Option<(&'static str, u64)>,
 }
 
 impl ApiError {
@@ -31,22 +33,27 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            offset: None,
+            detail: None,
         }
     }
 
     pub(super) fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
+
+    /// The response body.
+    pub(super) fn to_json(&self) -> JsonValue {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let (Some((name, value)), Some(object)) = (self.detail, error.as_object_mut()) {
+            object.insert(name.into(), json!(value));
+        }
+        json!({ "error": error })
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let (Some(offset), Some(object)) = (self.offset, error.as_object_mut()) {
-            object.insert("offset".into(), json!(offset));
-        }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        (self.status, Json(self.to_json())).into_response()
     }
 }
 
@@ -56,6 +63,9 @@ impl From<Error> for ApiError {
         let (status, code) = match &error {
             Error::NotFound { .. } => (S::NOT_FOUND, "not_found"),
             Error::UnknownSegment(_) => (S::NOT_FOUND, "unknown_segment"),
+            Error::UnknownConsumer(_) => (S::NOT_FOUND, "unknown_consumer"),
+            Error::Trimmed { .. } => (S::GONE, "trimmed"),
+            Error::Watched(_) => (S::CONFLICT, "watched"),
             Error::Deleted { .. } => (S::CONFLICT, "deleted"),
             Error::NotDeleted { .. } => (S::CONFLICT, "not_deleted"),
             Error::Duplicate { .. } => (S::CONFLICT, "duplicate"),
@@ -78,15 +88,17 @@ impl From<Error> for ApiError {
             }
             _ => (S::INTERNAL_SERVER_ERROR, "internal_error"),
         };
-        let offset = match &error {
-            Error::Query(query) => Some(query.offset),
+        let detail = match &error {
+            Error::Query(query) => Some(("offset", query.offset as u64)),
+            // Where a reader that fell behind retention can resume from.
+            Error::Trimmed { oldest, .. } => Some(("oldest", *oldest)),
             _ => None,
         };
         ApiError {
             status,
             code,
             message: error.to_string(),
-            offset,
+            detail,
         }
     }
 }
@@ -115,6 +127,16 @@ impl From<PathRejection> for ApiError {
     }
 }
 
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            rejection.body_text(),
+        )
+    }
+}
+
 /// A JSON body whose rejections are [`ApiError`]s.
 pub(super) struct Body<T>(pub(super) T);
 
@@ -137,6 +159,19 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathArg
         let axum::extract::Path(value) =
             axum::extract::Path::<T>::from_request_parts(parts, state).await?;
         Ok(PathArgs(value))
+    }
+}
+
+/// Query-string parameters whose rejections are [`ApiError`]s.
+pub(super) struct QueryArgs<T>(pub(super) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryArgs<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(QueryArgs(value))
     }
 }
 

@@ -1,9 +1,11 @@
 //! The router: which path and method reach which handler, the limits wrapped around
 //! them all, and the two service endpoints (`/health`, `/stats`).
 
+use std::sync::Arc;
+
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::routing::{delete, get, post, put};
+use axum::{Extension, Json, Router};
 use crmdb::{Account, Activity, Contact, Database, Deal, Order, Owner, Product, StagedId, Task};
 use serde_json::{Value as JsonValue, json};
 use tower::ServiceBuilder;
@@ -12,12 +14,16 @@ use super::analytics_handlers::{
     funnel, owner_ranking, product_sales, read_assignment, refresh_rfm, requalify, rfm_state,
     save_assignment,
 };
+use super::changes::{FeedLimits, poll_changes, stream_routes};
 use super::errors::{ApiResult, blocking, method_not_allowed, middleware_error, no_route};
 use super::record_handlers::{
     add_tag, create, history, move_stage, read, remove_tag, replace, restore, soft_delete,
 };
 use super::records::Resource;
-use super::segments::{delete_segment, list_segments, query_segment, read_segment, save_segment};
+use super::segments::{
+    delete_segment, list_segments, query_segment, read_segment, save_segment, unwatch_segment,
+    watch_segment,
+};
 use super::serving::ServerConfig;
 
 /// The whole API with the default limits.
@@ -27,6 +33,8 @@ pub fn app(db: Database) -> Router {
 
 /// The whole API with the given limits.
 pub fn app_with(db: Database, config: &ServerConfig) -> Router {
+    let requests = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests));
+    let feed = FeedLimits::new(config, Arc::clone(&requests));
     let mut router = Router::new()
         .route("/health", get(health))
         .route("/stats", get(stats))
@@ -36,6 +44,11 @@ pub fn app_with(db: Database, config: &ServerConfig) -> Router {
             "/segments/{name}",
             get(read_segment).put(save_segment).delete(delete_segment),
         )
+        .route(
+            "/segments/{name}/watch",
+            put(watch_segment).delete(unwatch_segment),
+        )
+        .route("/changes", get(poll_changes).layer(Extension(feed.clone())))
         .route("/analytics/funnel", post(funnel))
         .route("/analytics/owners", post(owner_ranking))
         .route("/analytics/products", post(product_sales))
@@ -68,10 +81,13 @@ pub fn app_with(db: Database, config: &ServerConfig) -> Router {
                 .layer(tower::timeout::TimeoutLayer::new(config.request_timeout))
                 // Global: `Router::layer` wraps each route separately, and a per-route
                 // limit would not bound the server as a whole.
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-                    config.max_concurrent_requests,
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
+                    requests,
                 )),
         )
+        // After the layers, so that they do not wrap it: the stream applies the same
+        // limits itself, for as long as it lasts.
+        .merge(stream_routes(feed))
         .with_state(db)
 }
 

@@ -1,5 +1,6 @@
-//! Segment endpoints: ad-hoc queries with paging, sorting and grouping, and saved
-//! segments, dynamic (a query) or static (a list of ids).
+//! Segment endpoints: ad-hoc queries with paging, sorting and grouping, saved
+//! segments, dynamic (a query) or static (a list of ids), and watching a saved segment
+//! (its members' comings and goings in the change feed).
 
 use axum::Json;
 use axum::extract::State;
@@ -273,17 +274,27 @@ pub(super) async fn read_segment(
 pub(super) async fn list_segments(State(db): State<Database>) -> ApiResult {
     blocking(&db, move |db| {
         db.read(|r| {
+            let watched = r.watched()?;
             let mut out = Vec::new();
             for name in r.segments()? {
                 let segment = r.segment(&name)?;
-                out.push(json!({
+                let mut item = json!({
                     "name": name,
                     "kind": segment.kind().as_str(),
                     "type": match segment {
                         SavedSegment::Dynamic { .. } => "dynamic",
                         SavedSegment::Static { .. } => "static",
                     },
-                }));
+                    "watched": false,
+                });
+                if watched.iter().any(|(w, _)| *w == name) {
+                    let members = r.members(&name)?.len();
+                    if let Some(object) = item.as_object_mut() {
+                        object.insert("watched".into(), json!(true));
+                        object.insert("members".into(), json!(members));
+                    }
+                }
+                out.push(item);
             }
             Ok(json!({ "segments": out }))
         })
@@ -303,4 +314,35 @@ pub(super) async fn delete_segment(
     .await?;
     existed?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /segments/{name}/watch`: from now on the change feed says who enters and who
+/// leaves the segment; its current members are announced as entered.
+pub(super) async fn watch_segment(
+    State(db): State<Database>,
+    PathArgs(name): PathArgs<String>,
+) -> ApiResult {
+    blocking(&db, move |db| {
+        let members = db.write(|tx| tx.watch(&name))?;
+        Ok(json!({ "segment": name, "watched": true, "members": members }))
+    })
+    .await
+    .map(Json)
+}
+
+/// `DELETE /segments/{name}/watch`; a segment that is not watched is a 404.
+pub(super) async fn unwatch_segment(
+    State(db): State<Database>,
+    PathArgs(name): PathArgs<String>,
+) -> ApiResult {
+    let segment = name.clone();
+    let was_watched = blocking(&db, move |db| db.write(|tx| tx.unwatch(&segment))).await?;
+    if !was_watched {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_watched",
+            "the segment is not watched",
+        ));
+    }
+    Ok(Json(json!({ "segment": name, "watched": false })))
 }

@@ -10,7 +10,7 @@ use axum::Router;
 ///
 /// # Defaults
 /// Header read timeout 10 s, request timeout 30 s, body limit 1 MiB, 64 requests at
-/// once, 5 s grace on shutdown.
+/// once of which at most 16 change streams, 5 s grace on shutdown.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// How long a client may take to send a request's headers.
@@ -21,6 +21,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Requests handled at once; others wait (within the request timeout).
     pub max_concurrent_requests: usize,
+    /// Change streams (`/changes/stream`) open at once; each also holds one of the
+    /// [`max_concurrent_requests`](Self::max_concurrent_requests) for its whole life,
+    /// so this keeps streams from taking every place. More are refused with a 503.
+    pub max_streams: usize,
     /// How long shutdown waits for open connections to finish.
     pub shutdown_grace: Duration,
 }
@@ -32,6 +36,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             max_body_bytes: 1 << 20,
             max_concurrent_requests: 64,
+            max_streams: 16,
             shutdown_grace: Duration::from_secs(5),
         }
     }

@@ -141,7 +141,7 @@ fn changed_fields(before: &AnyRecord, after: &AnyRecord) -> Vec<String> {
         if a == b {
             continue;
         }
-        if *name == "custom" {
+        if name == "custom" {
             let (a, b) = (before.custom(), after.custom());
             let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for key in names {
@@ -150,7 +150,7 @@ fn changed_fields(before: &AnyRecord, after: &AnyRecord) -> Vec<String> {
                 }
             }
         } else {
-            fields.push((*name).to_owned());
+            fields.push(name.to_owned());
         }
     }
     fields

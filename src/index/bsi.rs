@@ -115,8 +115,20 @@ fn low_bits(bit: usize) -> u64 {
 }
 
 impl Bsi {
-    /// The index of the rows in `rows` only.
+    /// The index of the rows in `rows` only. A few rows are read value by value
+    /// rather than intersecting every slice and bucket.
     pub(crate) fn restrict(&self, rows: &RoaringBitmap) -> Bsi {
+        if rows.len() <= 32 {
+            let mut out = Bsi::default();
+            for row in rows {
+                if let Some(value) = self.value(row) {
+                    let mut one = RoaringBitmap::new();
+                    one.insert(row);
+                    out.insert_rows(value, &one);
+                }
+            }
+            return out;
+        }
         let mut out = Bsi {
             exists: &self.exists & rows,
             slices: self.slices.iter().map(|s| s & rows).collect(),
@@ -452,6 +464,29 @@ mod tests {
         let mut bsi = Bsi::default();
         delta.apply(&mut bsi);
         bsi
+    }
+
+    #[test]
+    fn restricting_to_few_or_many_rows_keeps_their_values() {
+        let values = spread();
+        let bsi = build(&values);
+        for rows in [
+            RoaringBitmap::from_iter([0u32, 3, 7, 1000]),
+            (0..200).step_by(3).collect::<RoaringBitmap>(),
+        ] {
+            let restricted = bsi.restrict(&rows);
+            for &(row, value) in &values {
+                let want = rows.contains(row).then_some(value);
+                assert_eq!(restricted.value(row), want, "row {row}");
+            }
+            assert_eq!(restricted.exists, &bsi.exists & &rows);
+            for (cmp, c) in [(Cmp::Ge, 0), (Cmp::Lt, -5), (Cmp::Eq, 42)] {
+                assert_eq!(
+                    restricted.compare(cmp, c, None),
+                    bsi.compare(cmp, c, Some(&rows))
+                );
+            }
+        }
     }
 
     /// Values spread over many buckets, both signs and the extremes.

@@ -36,6 +36,27 @@ fn decode_chunk(key: &str, chunk: u32, bytes: &[u8]) -> Result<RoaringBitmap> {
     Ok(bitmap)
 }
 
+/// The chunks holding the rows of `rows`.
+pub(crate) fn chunks_holding(rows: &RoaringBitmap) -> Vec<u32> {
+    let mut out = Vec::new();
+    chunks_of(rows, &mut out);
+    out
+}
+
+/// Loads the given chunks of a bitmap only.
+pub(crate) fn load_chunks<T>(table: &T, key: &str, chunks: &[u32]) -> Result<RoaringBitmap>
+where
+    T: ReadableTable<Key<'static>, &'static [u8]>,
+{
+    let mut bitmap = RoaringBitmap::new();
+    for &chunk in chunks {
+        if let Some(v) = table.get((key, chunk))? {
+            bitmap |= decode_chunk(key, chunk, v.value())?;
+        }
+    }
+    Ok(bitmap)
+}
+
 /// Loads a whole bitmap (all chunks).
 pub(crate) fn load_bitmap<T>(table: &T, key: &str) -> Result<RoaringBitmap>
 where
@@ -73,11 +94,22 @@ pub(crate) fn load_bsi<T>(table: &T, base: &str) -> Result<Bsi>
 where
     T: ReadableTable<Key<'static>, &'static [u8]>,
 {
+    load_bsi_chunks(table, base, None)
+}
+
+/// Loads a numeric index, only the given chunks of it when `chunks` is given (sorted).
+pub(crate) fn load_bsi_chunks<T>(table: &T, base: &str, chunks: Option<&[u32]>) -> Result<Bsi>
+where
+    T: ReadableTable<Key<'static>, &'static [u8]>,
+{
     let mut bsi = Bsi::default();
     let end = prefix_end(base).unwrap_or_default();
     for entry in table.range((base, 0u32)..(end.as_str(), 0u32))? {
         let (k, v) = entry?;
         let (name, chunk) = k.value();
+        if chunks.is_some_and(|wanted| wanted.binary_search(&chunk).is_err()) {
+            continue;
+        }
         let chunk_bitmap = decode_chunk(name, chunk, v.value())?;
         let suffix = &name[base.len()..];
         if suffix == "e" {

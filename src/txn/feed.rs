@@ -11,6 +11,7 @@ use redb::ReadableTable;
 use roaring::RoaringBitmap;
 
 use super::WriteTransaction;
+use super::snapshot::RowsIndex;
 use crate::codec;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -60,8 +61,20 @@ impl Footprint {
 /// gives the segment's members among `rows`.
 struct Within<'a> {
     tx: &'a WriteTransaction,
+    index: RowsIndex<'a>,
     rows: &'a RoaringBitmap,
     read: RefCell<Footprint>,
+}
+
+impl<'a> Within<'a> {
+    fn new(tx: &'a WriteTransaction, rows: &'a RoaringBitmap) -> Result<Within<'a>> {
+        Ok(Within {
+            tx,
+            index: tx.rows_index()?,
+            rows,
+            read: RefCell::default(),
+        })
+    }
 }
 
 impl crate::storage::source::sealed::Source for Within<'_> {
@@ -73,15 +86,15 @@ impl crate::storage::source::sealed::Source for Within<'_> {
     }
     fn bitmap(&self, key: &str) -> Result<Arc<roaring::RoaringBitmap>> {
         self.read.borrow_mut().keys.insert(key.to_owned());
-        Ok(Arc::new(self.tx.bitmap_within(key, self.rows)?))
+        Ok(Arc::new(self.index.bitmap(key, self.rows)?))
     }
     fn bsi(&self, base: &str) -> Result<Arc<Bsi>> {
         self.read.borrow_mut().keys.insert(base.to_owned());
-        Ok(Arc::new(self.tx.bsi_within(base, self.rows)?))
+        Ok(Arc::new(self.index.bsi(base, self.rows)?))
     }
     fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
         self.read.borrow_mut().prefixes.insert(prefix.to_owned());
-        self.tx.keys_with_prefix(prefix)
+        self.index.keys_with_prefix(prefix)
     }
     fn meta_bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
         self.tx.meta_bytes(name)
@@ -473,14 +486,10 @@ impl WriteTransaction {
                 (*self.bitmap(&key)?).clone(),
             ),
             Some(rows) => {
-                let view = Within {
-                    tx: self,
-                    rows,
-                    read: RefCell::default(),
-                };
+                let view = Within::new(self, rows)?;
                 (
                     query::eval::evaluate(&view, kind, &query)?,
-                    self.bitmap_within(&key, rows)?,
+                    view.index.bitmap(&key, rows)?,
                 )
             }
         };
@@ -537,11 +546,7 @@ impl WriteTransaction {
         let empty = RoaringBitmap::new();
         let mut watches = Vec::new();
         for (name, kind) in self.watched_list()? {
-            let view = Within {
-                tx: self,
-                rows: &empty,
-                read: RefCell::default(),
-            };
+            let view = Within::new(self, &empty)?;
             query::eval::evaluate(&view, kind, &Query::segment(&name))?;
             watches.push(Watch {
                 name,
@@ -628,6 +633,11 @@ impl FeedState {
             *last = sequence;
         }
         self.committed.notify_all();
+    }
+
+    /// The sequence of the last commit.
+    pub(crate) fn last(&self) -> u64 {
+        *self.last.lock()
     }
 
     /// Waits until a commit after `after` or until `timeout` passes; returns the last

@@ -248,10 +248,17 @@ pub trait Snapshot: Source {
     /// The members of a watched segment, as kept by its entered and left events.
     ///
     /// # Errors
-    /// [`Error::UnknownSegment`] when the segment is not watched, or a storage failure.
+    /// [`Error::UnknownSegment`] for a segment that does not exist,
+    /// [`Error::InvalidArgument`] for one that is not watched, or a storage failure.
     fn members(&self, segment: &str) -> Result<RoaringBitmap> {
         let Some((_, kind)) = self.watched_list()?.into_iter().find(|(n, _)| n == segment) else {
-            return Err(Error::UnknownSegment(segment.to_owned()));
+            if self.segment_bytes(segment)?.is_none() {
+                return Err(Error::UnknownSegment(segment.to_owned()));
+            }
+            return Err(Error::InvalidArgument(format!(
+                "segment {} is not watched",
+                crate::error::quote(segment)
+            )));
         };
         Ok((*self.bitmap(&index::watch_key(kind, segment))?).clone())
     }
@@ -554,25 +561,99 @@ impl WriteTransaction {
         )
     }
 
-    /// A bitmap with this transaction's changes, of the rows in `rows` only: costs in
-    /// proportion to `rows`, not to the bitmap.
-    pub(super) fn bitmap_within(&self, key: &str, rows: &RoaringBitmap) -> Result<RoaringBitmap> {
-        let mut bitmap = &*self.stored_bitmap(key)? & rows;
-        if let Some(delta) = self.delta.cats.get(key) {
+    /// Index reads of a few rows, with the index tables opened once.
+    pub(super) fn rows_index(&self) -> Result<RowsIndex<'_>> {
+        let txn = self.txn()?;
+        Ok(RowsIndex {
+            tx: self,
+            generations: txn.open_table(storage::BITMAP_GEN)?,
+            bitmaps: txn.open_table(storage::BITMAPS)?,
+        })
+    }
+
+    /// `keys` (bitmap keys ever written under `prefix`) with the keys this transaction
+    /// writes under it.
+    fn with_delta_keys(&self, mut keys: Vec<String>, prefix: &str) -> Vec<String> {
+        keys.extend(
+            self.delta
+                .cats
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned(),
+        );
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+}
+
+/// Above this many chunks, a restricted read loads (and caches) the whole bitmap.
+const FEW_CHUNKS: usize = 8;
+
+/// Index reads of the rows in a small set only, with this transaction's changes and the
+/// index tables opened once: what re-evaluating watched segments for the rows a commit
+/// touched reads through. A read costs in proportion to the rows' chunks, not to the
+/// bitmap: a cached bitmap is intersected, an uncached one is read chunk by chunk.
+pub(super) struct RowsIndex<'t> {
+    tx: &'t WriteTransaction,
+    generations: redb::Table<'t, &'static str, u64>,
+    bitmaps: redb::Table<'t, (&'static str, u32), &'static [u8]>,
+}
+
+impl RowsIndex<'_> {
+    pub(super) fn bitmap(&self, key: &str, rows: &RoaringBitmap) -> Result<RoaringBitmap> {
+        let generation = self.generations.get(key)?.map(|g| g.value());
+        let mut bitmap = match generation {
+            None => RoaringBitmap::new(),
+            Some(generation) => match self.tx.inner.cache.get(key, generation) {
+                Some(Cached::Bitmap(cached)) => &*cached & rows,
+                _ => {
+                    let chunks = store::chunks_holding(rows);
+                    if chunks.len() <= FEW_CHUNKS {
+                        store::load_chunks(&self.bitmaps, key, &chunks)? & rows
+                    } else {
+                        let whole =
+                            cached_bitmap(&self.tx.inner, &self.generations, &self.bitmaps, key)?;
+                        &*whole & rows
+                    }
+                }
+            },
+        };
+        if let Some(delta) = self.tx.delta.cats.get(key) {
             bitmap -= &delta.remove;
             bitmap |= &delta.add & rows;
         }
         Ok(bitmap)
     }
 
-    /// A numeric index with this transaction's changes, of the rows in `rows` only.
-    pub(super) fn bsi_within(&self, base: &str, rows: &RoaringBitmap) -> Result<Bsi> {
-        let mut bsi = self.stored_bsi(base)?.restrict(rows);
-        if let Some(delta) = self.delta.nums.get(base) {
+    pub(super) fn bsi(&self, base: &str, rows: &RoaringBitmap) -> Result<Bsi> {
+        let generation = self.generations.get(base)?.map(|g| g.value());
+        let mut bsi = match generation {
+            None => Bsi::default(),
+            Some(generation) => match self.tx.inner.cache.get(base, generation) {
+                Some(Cached::Bsi(cached)) => cached.restrict(rows),
+                _ => {
+                    let chunks = store::chunks_holding(rows);
+                    if chunks.len() <= FEW_CHUNKS {
+                        store::load_bsi_chunks(&self.bitmaps, base, Some(&chunks))?.restrict(rows)
+                    } else {
+                        cached_bsi(&self.tx.inner, &self.generations, &self.bitmaps, base)?
+                            .restrict(rows)
+                    }
+                }
+            },
+        };
+        if let Some(delta) = self.tx.delta.nums.get(base) {
             delta.apply(&mut bsi);
             bsi = bsi.restrict(rows);
         }
         Ok(bsi)
+    }
+
+    pub(super) fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .tx
+            .with_delta_keys(keys_in(&self.generations, prefix)?, prefix))
     }
 }
 
@@ -611,17 +692,8 @@ impl Source for WriteTransaction {
     }
 
     fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
-        let mut keys = keys_in(&self.txn()?.open_table(storage::BITMAP_GEN)?, prefix)?;
-        keys.extend(
-            self.delta
-                .cats
-                .keys()
-                .filter(|k| k.starts_with(prefix))
-                .cloned(),
-        );
-        keys.sort_unstable();
-        keys.dedup();
-        Ok(keys)
+        let keys = keys_in(&self.txn()?.open_table(storage::BITMAP_GEN)?, prefix)?;
+        Ok(self.with_delta_keys(keys, prefix))
     }
 
     fn meta_bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {

@@ -159,7 +159,7 @@ fn a_bootstrapped_consumer_follows_with_nothing_missed_or_doubled() -> crmdb::Re
         db.write(|tx| tx.acknowledge("search", last))?;
         position = last;
     }
-    assert_eq!(replica, db.read(|r| records(r))?);
+    assert_eq!(replica, db.read(records)?);
     Ok(())
 }
 

@@ -282,6 +282,6 @@ pub(crate) fn assert_replay_matches(db: &Database) -> crmdb::Result<()> {
     for batch in all_batches(db, 7)? {
         apply(&mut replica, &batch);
     }
-    assert_eq!(replica, db.read(|r| records(r))?);
+    assert_eq!(replica, db.read(records)?);
     Ok(())
 }

@@ -43,11 +43,14 @@ fn check_watched(db: &Database) -> crmdb::Result<()> {
     })
 }
 
-/// The (name, segment, ids) of every membership event after `after`.
+/// A membership event: entered or left, the segment, the ids, the cause.
+type MembershipEvent = (&'static str, String, Vec<u32>, Cause);
+
+/// Every membership event after `after`.
 fn membership_events(
     db: &Database,
     after: u64,
-) -> crmdb::Result<Vec<(&'static str, String, Vec<u32>, Cause)>> {
+) -> crmdb::Result<Vec<MembershipEvent>> {
     let mut out = Vec::new();
     for batch in db.changes(after, 1000)? {
         for event in batch.events {
@@ -138,6 +141,10 @@ fn watched_segments_say_who_entered_and_who_left_in_the_causing_commit() -> crmd
     assert!(!db.write(|tx| tx.unwatch("vip_buyers"))?);
     assert!(matches!(
         db.read(|r| r.members("vip_buyers")),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        db.read(|r| r.members("nowhere")),
         Err(Error::UnknownSegment(_))
     ));
     check_watched(&db)?;

@@ -9,6 +9,7 @@ mod server;
 
 mod analytics;
 mod bad_input;
+mod changes;
 mod import;
 mod lead_assignment;
 mod records;
