@@ -77,6 +77,12 @@ impl BitmapCache {
         }
     }
 
+    /// Whether the cache holds some generation of `key`: an older one means the key
+    /// changes often, and a reader of a few rows may do better reading just those.
+    pub(crate) fn holds_any(&self, key: &str) -> bool {
+        self.inner.lock().map.contains_key(key)
+    }
+
     pub(crate) fn get(&self, key: &str, generation: u64) -> Option<Cached> {
         let mut inner = self.inner.lock();
         inner.clock += 1;

@@ -456,6 +456,45 @@ pub(crate) fn evaluate<S: Source + ?Sized>(
     ))
 }
 
+/// `query` with the dynamic segments it names (for `kind`) replaced by their queries,
+/// recursively: the same evaluation without loading and parsing them again. Static
+/// segments, segments of another kind and anything nested deeper than the query depth
+/// limit are left to the binder.
+pub(crate) fn inline_segments<S: Source + ?Sized>(
+    snap: &S,
+    kind: EntityKind,
+    query: &Query,
+) -> Result<Query> {
+    fn walk<S: Source + ?Sized>(
+        snap: &S,
+        kind: EntityKind,
+        q: &Query,
+        depth: usize,
+    ) -> Result<Query> {
+        let all = |items: &[Query]| -> Result<Vec<Query>> {
+            items
+                .iter()
+                .map(|q| walk(snap, kind, q, depth + 1))
+                .collect()
+        };
+        Ok(match q {
+            Query::And(items) => Query::And(all(items)?),
+            Query::Or(items) => Query::Or(all(items)?),
+            Query::Not(inner) => Query::Not(Box::new(walk(snap, kind, inner, depth + 1)?)),
+            Query::Segment { name, .. } if depth < MAX_QUERY_DEPTH => {
+                match super::load_segment(snap, name) {
+                    Ok(SavedSegment::Dynamic { kind: k, query }) if k == kind => {
+                        walk(snap, kind, &query, depth + 1)?
+                    }
+                    _ => q.clone(),
+                }
+            }
+            other => other.clone(),
+        })
+    }
+    walk(snap, kind, query, 0)
+}
+
 /// Checks that a dynamic segment binds, and does not refer to itself.
 pub(crate) fn check_segment<S: Source + ?Sized>(
     snap: &S,

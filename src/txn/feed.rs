@@ -30,6 +30,8 @@ use crate::txn::Snapshot;
 pub(crate) struct Watch {
     name: String,
     kind: EntityKind,
+    /// Its query with the dynamic segments it nests inlined.
+    query: Query,
     /// What evaluating it reads: a transaction whose index changes miss all of it
     /// cannot change its members.
     footprint: Footprint,
@@ -459,7 +461,7 @@ impl WriteTransaction {
     pub(super) fn refresh_all(&mut self) -> Result<Vec<WatchRefresh>> {
         let mut out = Vec::new();
         for (segment, kind) in self.watched_list()? {
-            let (entered, left) = self.reevaluate(&segment, kind, None)?;
+            let (entered, left) = self.reevaluate(&segment, kind, None, None)?;
             out.push(WatchRefresh {
                 segment,
                 entered,
@@ -471,24 +473,27 @@ impl WriteTransaction {
     }
 
     /// Re-evaluates one watched segment, in full or for the rows in `within` only, and
-    /// records the members that entered and left. Returns how many did each.
+    /// records the members that entered and left. Returns how many did each. `query`,
+    /// when given, is the segment's query with its nested segments inlined.
     fn reevaluate(
         &mut self,
         segment: &str,
         kind: EntityKind,
+        query: Option<&Query>,
         within: Option<&RoaringBitmap>,
     ) -> Result<(u64, u64)> {
         let key = index::watch_key(kind, segment);
-        let query = Query::segment(segment);
+        let named = Query::segment(segment);
+        let query = query.unwrap_or(&named);
         let (now, before) = match within {
             None => (
-                query::eval::evaluate(&*self, kind, &query)?,
+                query::eval::evaluate(&*self, kind, query)?,
                 (*self.bitmap(&key)?).clone(),
             ),
             Some(rows) => {
                 let view = Within::new(self, rows)?;
                 (
-                    query::eval::evaluate(&view, kind, &query)?,
+                    query::eval::evaluate(&view, kind, query)?,
                     view.index.bitmap(&key, rows)?,
                 )
             }
@@ -548,10 +553,13 @@ impl WriteTransaction {
         for (name, kind) in self.watched_list()? {
             let view = Within::new(self, &empty)?;
             query::eval::evaluate(&view, kind, &Query::segment(&name))?;
+            let footprint = view.read.into_inner();
+            let query = query::eval::inline_segments(self, kind, &Query::segment(&name))?;
             watches.push(Watch {
                 name,
                 kind,
-                footprint: view.read.into_inner(),
+                query,
+                footprint,
             });
         }
         let watches = Arc::new(watches);
@@ -584,14 +592,14 @@ impl WriteTransaction {
         let touched = std::mem::take(&mut self.touched);
         for watch in watches.iter() {
             if self.rewatch {
-                self.reevaluate(&watch.name, watch.kind, None)?;
+                self.reevaluate(&watch.name, watch.kind, None, None)?;
                 continue;
             }
             let Some(rows) = touched.get(&watch.kind) else {
                 continue;
             };
             if watch.footprint.meets(&self.delta) {
-                self.reevaluate(&watch.name, watch.kind, Some(rows))?;
+                self.reevaluate(&watch.name, watch.kind, Some(&watch.query), Some(rows))?;
             }
         }
         Ok(())

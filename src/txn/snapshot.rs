@@ -593,7 +593,9 @@ const FEW_CHUNKS: usize = 8;
 /// Index reads of the rows in a small set only, with this transaction's changes and the
 /// index tables opened once: what re-evaluating watched segments for the rows a commit
 /// touched reads through. A read costs in proportion to the rows' chunks, not to the
-/// bitmap: a cached bitmap is intersected, an uncached one is read chunk by chunk.
+/// bitmap: a cached bitmap is intersected; one whose cached copy is of an older
+/// generation (it changes often) is read chunk by chunk; one never cached is loaded
+/// whole into the cache.
 pub(super) struct RowsIndex<'t> {
     tx: &'t WriteTransaction,
     generations: redb::Table<'t, &'static str, u64>,
@@ -609,7 +611,7 @@ impl RowsIndex<'_> {
                 Some(Cached::Bitmap(cached)) => &*cached & rows,
                 _ => {
                     let chunks = store::chunks_holding(rows);
-                    if chunks.len() <= FEW_CHUNKS {
+                    if chunks.len() <= FEW_CHUNKS && self.tx.inner.cache.holds_any(key) {
                         store::load_chunks(&self.bitmaps, key, &chunks)? & rows
                     } else {
                         let whole =
@@ -634,7 +636,7 @@ impl RowsIndex<'_> {
                 Some(Cached::Bsi(cached)) => cached.restrict(rows),
                 _ => {
                     let chunks = store::chunks_holding(rows);
-                    if chunks.len() <= FEW_CHUNKS {
+                    if chunks.len() <= FEW_CHUNKS && self.tx.inner.cache.holds_any(base) {
                         store::load_bsi_chunks(&self.bitmaps, base, Some(&chunks))?.restrict(rows)
                     } else {
                         cached_bsi(&self.tx.inner, &self.generations, &self.bitmaps, base)?

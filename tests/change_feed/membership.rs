@@ -47,10 +47,7 @@ fn check_watched(db: &Database) -> crmdb::Result<()> {
 type MembershipEvent = (&'static str, String, Vec<u32>, Cause);
 
 /// Every membership event after `after`.
-fn membership_events(
-    db: &Database,
-    after: u64,
-) -> crmdb::Result<Vec<MembershipEvent>> {
+fn membership_events(db: &Database, after: u64) -> crmdb::Result<Vec<MembershipEvent>> {
     let mut out = Vec::new();
     for batch in db.changes(after, 1000)? {
         for event in batch.events {
