@@ -3,8 +3,9 @@
 //!
 //! - a one-record write transaction with the change log on, against the log off
 //!   (target: the log adds at most 25 %);
-//! - the same transaction with 10 and 100 watched segments (narrow, broad, range and
-//!   time-window queries), against none (target: 100 watched at most 2×);
+//! - the same transaction with 10 and 100 watched segments (narrow, broad, range,
+//!   time-window and combined queries, no two alike), against none (target: 100
+//!   watched at most 2×);
 //! - bulk load with the log on, against the log off (target: at least 0.8×);
 //! - reading the feed back, in events per second (target: at least 500 000/s);
 //! - a time-window refresh of 10 watched segments over every contact.
@@ -14,6 +15,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use crmdb::demo::{region_name, tag_name};
 use crmdb::{ContactId, Database, EntityKind, Query, SavedSegment};
 
 #[path = "support/write_path.rs"]
@@ -21,15 +23,40 @@ mod write_path;
 
 use write_path::{DEFAULT_BATCH, Data, one_record_txn};
 
-/// Watched segment queries, cycled: narrow, broad, numeric range, time window.
-const QUERIES: [&str; 6] = [
-    "tag:vip AND region = \"shanghai\"",
-    "NOT stage:prospect",
-    "lifetime_value between 500 and 5000",
-    "created within 90d",
-    "(tag:vip OR tag:gold) AND NOT tag:newsletter",
-    "order_count >= 2 AND stage:active",
+const STAGES: [&str; 6] = [
+    "prospect",
+    "responder",
+    "new_customer",
+    "active",
+    "dormant",
+    "churned",
 ];
+
+/// The query of watched segment `i`: six shapes in turn (narrow tag and region, broad
+/// negated stage, numeric range, time window, tag combination, figures and stage), each
+/// with its own values, so that no two segments are the same query.
+fn watched_query(i: usize) -> String {
+    let n = i / 6;
+    match i % 6 {
+        0 => format!("tag:vip AND region = \"{}\"", region_name(n)),
+        1 => format!("NOT stage:{}", STAGES[n % STAGES.len()]),
+        2 => format!(
+            "lifetime_value between {} and {}",
+            100 * (n + 1),
+            100 * (n + 1) + 5000
+        ),
+        3 => format!("created within {}d", 30 + 10 * n),
+        4 => format!(
+            "(tag:{} OR tag:gold) AND NOT tag:newsletter",
+            tag_name(n + 3)
+        ),
+        _ => format!(
+            "order_count >= {} AND stage:{}",
+            1 + n % 4,
+            STAGES[n % STAGES.len()]
+        ),
+    }
+}
 
 fn loaded(data: &Data, log: bool, watched: usize) -> Database {
     let db = data.builder().change_log(log).in_memory().expect("crmdb");
@@ -42,7 +69,7 @@ fn watch(db: &Database, count: usize) {
     db.write(|tx| -> crmdb::Result<()> {
         for i in 0..count {
             let name = format!("w{i}");
-            let query = Query::parse(QUERIES[i % QUERIES.len()])?;
+            let query = Query::parse(&watched_query(i))?;
             let kind = EntityKind::Contact;
             tx.save_segment(&name, SavedSegment::Dynamic { kind, query })?;
             tx.watch(&name)?;

@@ -367,15 +367,10 @@ fn event_json(event: &Event) -> JsonValue {
         Change::Inserted { id, record }
         | Change::Deleted { id, record }
         | Change::Restored { id, record } => vec![("record", record_json(*id, record))],
-        Change::Updated {
-            id,
-            before,
-            after,
-            fields,
-        } => vec![
+        Change::Updated { id, before, after } => vec![
             ("before", record_json(*id, before)),
             ("after", record_json(*id, after)),
-            ("fields", json!(fields)),
+            ("fields", json!(event.change.changed_fields())),
         ],
         Change::Purged { .. } => Vec::new(),
         Change::TagAdded { tag, .. } | Change::TagRemoved { tag, .. } => {

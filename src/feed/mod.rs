@@ -4,7 +4,10 @@
 //! reads them back).
 //!
 //! A batch holds the commit's sequence, time and actor and its events in the order they
-//! happened. Record events carry the record images (`Inserted` the new record,
+//! happened. A record changed several times in one transaction has one record event
+//! there, at its first change: its insert with the last state, or one update from the
+//! state before the transaction to the state after (the states between were never
+//! visible); its tag and stage events stay one per change. Record events carry the record images (`Inserted` the new record,
 //! `Updated` both, `Deleted` and `Restored` the record after); applying them by
 //! (kind, id, sequence) onto an empty copy gives the database's records. Tag and stage
 //! events say the same changes again in their own terms. Segment membership events
@@ -18,6 +21,7 @@ use std::time::Duration;
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
+use crate::codec;
 use crate::config::Assignment;
 use crate::lifecycle::{Machines, StageChange};
 use crate::schema::{AnyRecord, CustomSchema, EntityKind, Timestamp};
@@ -102,10 +106,8 @@ pub enum Change {
         id: u32,
         /// The record before.
         before: AnyRecord,
-        /// The record after.
+        /// The record after. [`Change::changed_fields`] names the fields that differ.
         after: AnyRecord,
-        /// The fields whose values differ, by name (`custom.<name>` for custom fields).
-        fields: Vec<String>,
     },
     /// A record moved to the recycle bin.
     Deleted {
@@ -233,6 +235,17 @@ impl Change {
         }
     }
 
+    /// The names of the fields an update changed, in declaration order
+    /// (`custom.<name>` for each custom field); empty for every other change. Computed
+    /// from the two images on each call: each top-level field is encoded separately and
+    /// compared, custom fields key by key.
+    pub fn changed_fields(&self) -> Vec<String> {
+        match self {
+            Change::Updated { before, after, .. } => changed_fields(before, after),
+            _ => Vec::new(),
+        }
+    }
+
     /// The event's name in the feed's JSON form (`inserted`, `stage_changed` …).
     pub fn name(&self) -> &'static str {
         match self {
@@ -286,4 +299,29 @@ pub struct Consumer {
     pub name: String,
     /// The last sequence it acknowledged; it resumes after it.
     pub acknowledged: u64,
+}
+
+/// The names of the fields that differ between two images of one record: top-level
+/// fields, with the custom-field map compared name by name.
+fn changed_fields(before: &AnyRecord, after: &AnyRecord) -> Vec<String> {
+    let old = codec::struct_fields(before);
+    let new = codec::struct_fields(after);
+    let mut fields = Vec::new();
+    for ((name, a), (_, b)) in old.iter().zip(new.iter()) {
+        if a == b {
+            continue;
+        }
+        if name == "custom" {
+            let (a, b) = (before.custom(), after.custom());
+            let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in names {
+                if a.get(key) != b.get(key) {
+                    fields.push(format!("custom.{key}"));
+                }
+            }
+        } else {
+            fields.push(name.to_owned());
+        }
+    }
+    fields
 }

@@ -131,31 +131,6 @@ fn image(kind: EntityKind, row: u32, bytes: &[u8]) -> Result<AnyRecord> {
     kind.visit(Decode(row, bytes))
 }
 
-/// The names of the fields that differ between two images of one record: top-level
-/// fields, with the custom-field map compared name by name.
-fn changed_fields(before: &AnyRecord, after: &AnyRecord) -> Vec<String> {
-    let old = codec::struct_fields(before);
-    let new = codec::struct_fields(after);
-    let mut fields = Vec::new();
-    for ((name, a), (_, b)) in old.iter().zip(new.iter()) {
-        if a == b {
-            continue;
-        }
-        if name == "custom" {
-            let (a, b) = (before.custom(), after.custom());
-            let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-            for key in names {
-                if a.get(key) != b.get(key) {
-                    fields.push(format!("custom.{key}"));
-                }
-            }
-        } else {
-            fields.push(name.to_owned());
-        }
-    }
-    fields
-}
-
 fn ids(ids: Vec<u32>) -> RoaringBitmap {
     ids.into_iter().collect()
 }
@@ -172,17 +147,11 @@ impl StoredEvent {
                 id,
                 before,
                 after,
-            } => {
-                let before = image(kind, id, &before)?;
-                let after = image(kind, id, &after)?;
-                let fields = changed_fields(&before, &after);
-                Change::Updated {
-                    id,
-                    before,
-                    after,
-                    fields,
-                }
-            }
+            } => Change::Updated {
+                id,
+                before: image(kind, id, &before)?,
+                after: image(kind, id, &after)?,
+            },
             StoredChange::Deleted { kind, id, record } => Change::Deleted {
                 id,
                 record: image(kind, id, &record)?,

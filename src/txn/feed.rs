@@ -183,6 +183,12 @@ impl WriteTransaction {
             return;
         }
         let kind = R::KIND;
+        let live_update =
+            old.is_some_and(|o| o.deleted_at().is_none()) && new.deleted_at().is_none();
+        if live_update && self.coalesce(kind, row, bytes) {
+            self.log_tags(row, old, new);
+            return;
+        }
         let record = bytes.to_vec();
         let change = match (old, old.map(|o| o.deleted_at().is_some()), new.deleted_at()) {
             (None, _, _) => StoredChange::Inserted {
@@ -207,7 +213,30 @@ impl WriteTransaction {
                 after: record,
             },
         };
+        self.record_events.insert((kind, row), self.events.len());
         self.log(change);
+        self.log_tags(row, old, new);
+    }
+
+    /// Folds a later update of a record into this transaction's last event of it, when
+    /// that is its insert or an update: a batch is applied whole, so the states between
+    /// are never seen, and one image (or one before and after pair) says it all.
+    /// Returns whether it did.
+    fn coalesce(&mut self, kind: EntityKind, row: u32, bytes: &[u8]) -> bool {
+        let Some(&at) = self.record_events.get(&(kind, row)) else {
+            return false;
+        };
+        match self.events.get_mut(at).map(|e| &mut e.change) {
+            Some(StoredChange::Inserted { record, .. }) => *record = bytes.to_vec(),
+            Some(StoredChange::Updated { after, .. }) => *after = bytes.to_vec(),
+            _ => return false,
+        }
+        true
+    }
+
+    /// The tag events of writing `new` over `old`.
+    fn log_tags<R: Record>(&mut self, row: u32, old: Option<&R>, new: &R) {
+        let kind = R::KIND;
         // An insert's tags are in its record; tag events are changes of a record's tags.
         if let (Some(before), Some(after)) = (old.and_then(RecordInternal::tags), new.tags()) {
             for tag in after.difference(before) {

@@ -195,6 +195,8 @@ pub struct WriteTransaction {
     events: Vec<crate::feed::stored::StoredEvent>,
     /// The cause of the events being written.
     cause: crate::feed::Cause,
+    /// Where in `events` each record's last record event is, to fold later updates in.
+    record_events: HashMap<(EntityKind, u32), usize>,
     /// The rows written, by kind: where watched segments are re-evaluated.
     touched: feed::Touched,
     /// Whether watched segments must be re-evaluated in full at commit.
@@ -245,6 +247,7 @@ impl WriteTransaction {
             poisoned: false,
             events: Vec::new(),
             cause: crate::feed::Cause::Write,
+            record_events: HashMap::new(),
             touched: feed::Touched::new(),
             rewatch: false,
             watch_set_changed: false,
