@@ -40,6 +40,9 @@ where
         return Err(Error::Trimmed { after, oldest });
     }
     let mut batches = Vec::new();
+    if limit == 0 {
+        return Ok(batches);
+    }
     let mut current: Option<(u64, Parts)> = None;
     for entry in table.range((after.saturating_add(1), 0)..)? {
         let (key, value) = entry?;
@@ -50,9 +53,6 @@ where
             if batches.len() >= limit {
                 return Ok(batches);
             }
-        }
-        if limit == 0 {
-            return Ok(batches);
         }
         current
             .get_or_insert_with(|| (sequence, Vec::new()))

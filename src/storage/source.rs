@@ -36,7 +36,7 @@ pub(crate) mod sealed {
         /// Up to `limit` change batches after `after` (see `feed::read_batches`).
         fn change_batches(&self, after: u64, limit: usize) -> Result<Vec<crate::feed::Batch>>;
         /// The oldest sequence the change log holds, or the next one when it is empty.
-        fn oldest_change(&self) -> Result<u64>;
+        fn oldest_kept(&self) -> Result<u64>;
         /// Durable consumers and their acknowledged sequences, by name.
         fn consumer_list(&self) -> Result<Vec<(String, u64)>>;
         /// Watched segments and the kind each selects, by name.

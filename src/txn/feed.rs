@@ -123,8 +123,8 @@ impl crate::storage::source::sealed::Source for Within<'_> {
     fn change_batches(&self, after: u64, limit: usize) -> Result<Vec<crate::feed::Batch>> {
         self.tx.change_batches(after, limit)
     }
-    fn oldest_change(&self) -> Result<u64> {
-        crate::storage::source::sealed::Source::oldest_change(self.tx)
+    fn oldest_kept(&self) -> Result<u64> {
+        self.tx.oldest_kept()
     }
     fn consumer_list(&self) -> Result<Vec<(String, u64)>> {
         self.tx.consumer_list()
@@ -308,6 +308,10 @@ impl WriteTransaction {
                 keep
             }
         };
+        // Consumers can only lower the bound: nothing to trim is known without them.
+        if keep_from <= 1 {
+            return Ok(());
+        }
         let mut keep_from = keep_from;
         for entry in txn.open_table(storage::CONSUMERS)?.iter()? {
             let (_, acknowledged) = entry?;
@@ -353,7 +357,7 @@ impl WriteTransaction {
                 "sequence {after} is beyond the last commit, {last}"
             )));
         }
-        let oldest = crate::storage::source::sealed::Source::oldest_change(self)?;
+        let oldest = self.oldest_kept()?;
         if after < last && after + 1 < oldest {
             return Err(Error::Trimmed { after, oldest });
         }

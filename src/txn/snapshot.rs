@@ -222,7 +222,7 @@ pub trait Snapshot: Source {
     /// # Errors
     /// A storage failure.
     fn oldest_change(&self) -> Result<u64> {
-        Source::oldest_change(self)
+        self.oldest_kept()
     }
 
     /// The durable consumers of the change feed, by name.
@@ -513,7 +513,7 @@ impl Source for ReadTransaction {
         crate::feed::read_batches(&table, after, limit, self.sequence()?)
     }
 
-    fn oldest_change(&self) -> Result<u64> {
+    fn oldest_kept(&self) -> Result<u64> {
         let table = self.txn.open_table(storage::CHANGES)?;
         crate::feed::oldest_kept(&table, self.sequence()?)
     }
@@ -726,7 +726,7 @@ impl Source for WriteTransaction {
         crate::feed::read_batches(&table, after, limit, self.sequence()?)
     }
 
-    fn oldest_change(&self) -> Result<u64> {
+    fn oldest_kept(&self) -> Result<u64> {
         let table = self.txn()?.open_table(storage::CHANGES)?;
         crate::feed::oldest_kept(&table, self.sequence()?)
     }

@@ -1,45 +1,17 @@
-//! Shared helpers: a clocked database, records, and replaying the feed onto a model.
-
-use std::sync::Arc;
+//! Shared helpers: the common fixtures, an inbound activity, reading the whole log, and
+//! replaying the feed onto a model.
 
 use crmdb::feed::Batch;
-use crmdb::{
-    Activity, ActivityKind, Contact, ContactId, Database, Direction, ManualClock, Money, Order,
-    Subject, Timestamp,
-};
+use crmdb::{Activity, ActivityKind, ContactId, Database, Direction, Subject, Timestamp};
 
+#[path = "../support/records.rs"]
+mod records;
 #[path = "../support/replica.rs"]
 mod replica;
 
+pub(crate) use records::{clocked, contact, paid_order, t0};
+
 pub(crate) use replica::{Replica, apply, records, replay_members};
-
-/// 2026-03-01T00:00:00Z, the start of every clock in these tests.
-pub(crate) fn t0() -> Timestamp {
-    Timestamp::from_ymd(2026, 3, 1).expect("valid date")
-}
-
-pub(crate) fn clocked() -> crmdb::Result<(Database, Arc<ManualClock>)> {
-    let clock = Arc::new(ManualClock::new(t0()));
-    let db = Database::builder().clock(clock.clone()).in_memory()?;
-    Ok((db, clock))
-}
-
-pub(crate) fn contact(name: &str, email: &str) -> Contact {
-    Contact {
-        name: name.into(),
-        email: Some(email.into()),
-        ..Default::default()
-    }
-}
-
-pub(crate) fn paid_order(contact: ContactId, at: Timestamp) -> Order {
-    Order {
-        contact: Some(contact),
-        at,
-        total: Money::from_major(10),
-        ..Default::default()
-    }
-}
 
 pub(crate) fn inbound(contact: ContactId, at: Timestamp) -> Activity {
     Activity::new(

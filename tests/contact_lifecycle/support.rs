@@ -1,25 +1,17 @@
 //! Shared helpers: a manual clock, record builders and the move checker of the case tables.
 
-use std::sync::Arc;
-
 use crmdb::{
-    ChangeKind, Contact, ContactId, Database, Deal, DealId, Error, ManualClock, Money, Order, Rule,
-    Snapshot, Stage, StageDef, Timestamp, WriteTransaction,
+    ChangeKind, Contact, ContactId, Database, Deal, DealId, Error, Money, Rule, Snapshot, Stage,
+    StageDef, WriteTransaction,
 };
 
 /// An accepted move in the case tables.
 pub(crate) const OK: Option<Rule> = None;
 
-/// 2026-03-01T00:00:00Z, the start of every clock in these tests.
-pub(crate) fn t0() -> Timestamp {
-    Timestamp::from_ymd(2026, 3, 1).expect("valid date")
-}
+#[path = "../support/records.rs"]
+mod records;
 
-pub(crate) fn clocked() -> crmdb::Result<(Database, Arc<ManualClock>)> {
-    let clock = Arc::new(ManualClock::new(t0()));
-    let db = Database::builder().clock(clock.clone()).in_memory()?;
-    Ok((db, clock))
-}
+pub(crate) use records::{clocked, paid_order, t0};
 
 /// How a case asks for the move.
 #[derive(Debug, Clone, Copy)]
@@ -160,13 +152,4 @@ pub(crate) fn stage_defs(names: &[(&str, bool)]) -> Vec<StageDef> {
             terminal: *terminal,
         })
         .collect()
-}
-
-pub(crate) fn paid_order(contact: ContactId, at: Timestamp) -> Order {
-    Order {
-        contact: Some(contact),
-        at,
-        total: Money::from_major(10),
-        ..Default::default()
-    }
 }

@@ -5,11 +5,11 @@ use crmdb::{
     Query, Snapshot, Subject,
 };
 
-use crate::support::{clocked_database, contact, t0};
+use crate::support::{clocked, contact, t0};
 
 #[test]
 fn orders_and_activities_maintain_contact_figures() -> crmdb::Result<()> {
-    let (db, clock) = clocked_database()?;
+    let (db, clock) = clocked()?;
     let day = |n: i64| t0().plus_days(n);
     let (ada, bob) = db.write(|tx| -> crmdb::Result<_> {
         Ok((
@@ -167,7 +167,7 @@ fn orders_and_activities_maintain_contact_figures() -> crmdb::Result<()> {
 
 #[test]
 fn restored_contact_counts_changes_made_while_it_was_deleted() -> crmdb::Result<()> {
-    let (db, _clock) = clocked_database()?;
+    let (db, _clock) = clocked()?;
     let day = |n: i64| t0().plus_days(n);
     let (ada, orders, call) = db.write(|tx| -> crmdb::Result<_> {
         let ada = tx.insert(contact("Ada", "ada@example.com"))?;

@@ -7,7 +7,7 @@ use crmdb::{
     Snapshot, Value,
 };
 
-use crate::support::{TempDir, clocked_database, contact, fingerprint, t0};
+use crate::support::{TempDir, clocked, contact, fingerprint, t0};
 
 #[test]
 fn reopened_file_database_holds_exactly_what_was_committed() -> crmdb::Result<()> {
@@ -105,7 +105,7 @@ fn reopened_file_database_holds_exactly_what_was_committed() -> crmdb::Result<()
 
 #[test]
 fn failed_write_rolls_back_rows_indexes_and_history() -> crmdb::Result<()> {
-    let (db, clock) = clocked_database()?;
+    let (db, clock) = clocked()?;
     let (ada, deal) = db.write(|tx| -> crmdb::Result<_> {
         let ada = tx.insert(contact("Ada", "ada@example.com"))?;
         tx.add_tag(ada, "vip")?;

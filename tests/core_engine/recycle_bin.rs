@@ -2,11 +2,11 @@
 
 use crmdb::{EntityKind, Error, Money, Order, Query, Snapshot};
 
-use crate::support::{clocked_database, contact};
+use crate::support::{clocked, contact};
 
 #[test]
 fn soft_delete_restore_and_purge() -> crmdb::Result<()> {
-    let (db, _clock) = clocked_database()?;
+    let (db, _clock) = clocked()?;
     let (ada, bob, order) = db.write(|tx| -> crmdb::Result<_> {
         let ada = tx.insert(contact("Ada", "ada@example.com"))?;
         let bob = tx.insert(contact("Bob", "bob@example.com"))?;

@@ -2,32 +2,17 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crmdb::{
-    Account, Activity, Contact, Database, Deal, EntityKind, ManualClock, Order, Owner, Product,
-    Query, Snapshot, Task, Timestamp, Value,
+    Account, Activity, Contact, Deal, EntityKind, Order, Owner, Product, Query, Snapshot, Task,
+    Value,
 };
 
-/// 2026-03-01T00:00:00Z, the start of every clock in these tests.
-pub(crate) fn t0() -> Timestamp {
-    Timestamp::from_ymd(2026, 3, 1).expect("valid date")
-}
+#[path = "../support/records.rs"]
+mod records;
 
-pub(crate) fn clocked_database() -> crmdb::Result<(Database, Arc<ManualClock>)> {
-    let clock = Arc::new(ManualClock::new(t0()));
-    let db = Database::builder().clock(clock.clone()).in_memory()?;
-    Ok((db, clock))
-}
-
-pub(crate) fn contact(name: &str, email: &str) -> Contact {
-    Contact {
-        name: name.into(),
-        email: Some(email.into()),
-        ..Default::default()
-    }
-}
+pub(crate) use records::{clocked, contact, t0};
 
 /// A directory under the system temp dir, unique to this process and call, removed on drop.
 pub(crate) struct TempDir(pub(crate) PathBuf);
