@@ -201,6 +201,12 @@ pub enum Error {
     #[error("the write transaction was poisoned by an earlier storage error")]
     Poisoned,
 
+    /// The shared commit of a grouped write failed
+    /// ([`Database::write_grouped`](crate::Database::write_grouped)): nothing of the
+    /// write was applied. Carries the commit's error as text.
+    #[error("the group commit this write was part of failed: {0}")]
+    GroupCommitFailed(String),
+
     /// An I/O error outside redb (opening a path).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),

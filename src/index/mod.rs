@@ -238,7 +238,7 @@ impl BsiDelta {
 }
 
 /// All pending index changes of a write transaction.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct IndexDelta {
     pub(crate) cats: HashMap<String, BitDelta>,
     /// Keyed by [`bsi_base`].

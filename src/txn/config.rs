@@ -316,6 +316,7 @@ impl WriteTransaction {
                 return Err(Error::Watched(name.to_owned()));
             }
             tx.mark_changed();
+            tx.note_segment(name)?;
             let mut table = tx.txn()?.open_table(storage::SEGMENTS)?;
             let stored = query::StoredSegment::of(&segment);
             table.insert(name, codec::encode(&stored).as_slice())?;
@@ -337,6 +338,7 @@ impl WriteTransaction {
             if tx.watched_reads(name)? {
                 return Err(Error::Watched(name.to_owned()));
             }
+            tx.note_segment(name)?;
             let existed = tx
                 .txn()?
                 .open_table(storage::SEGMENTS)?

@@ -362,6 +362,7 @@ impl WriteTransaction {
             return Err(Error::Trimmed { after, oldest });
         }
         self.guarded(|tx| {
+            tx.note_consumer(name)?;
             tx.txn()?
                 .open_table(storage::CONSUMERS)?
                 .insert(name, after)?;
@@ -389,6 +390,7 @@ impl WriteTransaction {
             return Ok(());
         }
         self.guarded(|tx| {
+            tx.note_consumer(name)?;
             tx.txn()?
                 .open_table(storage::CONSUMERS)?
                 .insert(name, sequence)?;
@@ -403,6 +405,7 @@ impl WriteTransaction {
     /// A storage failure.
     pub fn unregister_consumer(&mut self, name: &str) -> Result<bool> {
         self.guarded(|tx| {
+            tx.note_consumer(name)?;
             Ok(tx
                 .txn()?
                 .open_table(storage::CONSUMERS)?
@@ -434,6 +437,7 @@ impl WriteTransaction {
             let members = query::eval::evaluate(tx, kind, &Query::segment(segment))?;
             tx.mark_changed();
             tx.watch_set_changed = true;
+            tx.note_watched(segment)?;
             tx.txn()?
                 .open_table(storage::WATCHED)?
                 .insert(segment, codec::encode(&kind).as_slice())?;
@@ -458,6 +462,7 @@ impl WriteTransaction {
             };
             tx.mark_changed();
             tx.watch_set_changed = true;
+            tx.note_watched(segment)?;
             tx.txn()?.open_table(storage::WATCHED)?.remove(segment)?;
             let key = index::watch_key(kind, segment);
             let members = (*tx.bitmap(&key)?).clone();

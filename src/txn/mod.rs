@@ -17,8 +17,10 @@
 mod config;
 mod effects;
 mod feed;
+pub(crate) mod group;
 mod records;
 mod snapshot;
+mod undo;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,6 +59,8 @@ pub(crate) struct Shared {
     /// The watched segments as last committed, with what each reads; filled on first
     /// use, emptied by commits that change them.
     pub(crate) watches: parking_lot::Mutex<Option<Arc<Vec<Watch>>>>,
+    /// The shared write transaction of grouped writes.
+    pub(crate) group: group::GroupCommit,
 }
 
 /// The initialisation commit of opening a database: on a new database the format
@@ -203,6 +207,8 @@ pub struct WriteTransaction {
     rewatch: bool,
     /// Whether this transaction watched or unwatched a segment.
     watch_set_changed: bool,
+    /// While a group-commit caller runs: what its table writes replaced (`undo.rs`).
+    undo: Option<Vec<undo::Undo>>,
 }
 
 impl std::fmt::Debug for WriteTransaction {
@@ -251,6 +257,7 @@ impl WriteTransaction {
             touched: feed::Touched::new(),
             rewatch: false,
             watch_set_changed: false,
+            undo: None,
         })
     }
 
@@ -392,6 +399,7 @@ impl WriteTransaction {
 
     fn put_meta(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
         self.mark_changed();
+        self.note_meta(name)?;
         let mut table = self.txn()?.open_table(storage::META)?;
         table.insert(name, bytes)?;
         Ok(())
@@ -414,6 +422,7 @@ impl WriteTransaction {
     fn write_row<R: Record>(&mut self, row: u32, old: Option<&R>, new: &R) -> Result<()> {
         self.mark_changed();
         let bytes = codec::encode(new);
+        self.note_row(R::KIND, row)?;
         {
             let mut table = self.txn()?.open_table(storage::rows(R::KIND))?;
             table.insert(row, bytes.as_slice())?;
@@ -426,6 +435,9 @@ impl WriteTransaction {
         let old_keys = old.map(RecordInternal::unique_keys).unwrap_or_default();
         let new_keys = new.unique_keys();
         if old_keys != new_keys {
+            for (field, value) in old_keys.iter().chain(&new_keys) {
+                self.note_unique(field, value)?;
+            }
             let mut table = self.txn()?.open_table(storage::UNIQUE)?;
             for (field, value) in &old_keys {
                 table.remove((*field, value.as_str()))?;
@@ -439,7 +451,7 @@ impl WriteTransaction {
 
     fn append_history(&mut self, kind: EntityKind, row: u32, change: &StageChange) -> Result<()> {
         self.mark_changed();
-        let mut table = self.txn()?.open_table(storage::HISTORY)?;
+        let table = self.txn()?.open_table(storage::HISTORY)?;
         let k = kind as u8;
         let next = match table.range((k, row, 0)..=(k, row, u32::MAX))?.next_back() {
             Some(entry) => entry?.0.value().2.checked_add(1).ok_or_else(|| {
@@ -447,6 +459,9 @@ impl WriteTransaction {
             })?,
             None => 0,
         };
+        drop(table);
+        self.note_history(kind, row, Some(next))?;
+        let mut table = self.txn()?.open_table(storage::HISTORY)?;
         table.insert((k, row, next), codec::encode(change).as_slice())?;
         drop(table);
         self.log_stage(kind, row, change);

@@ -120,6 +120,7 @@ impl WriteTransaction {
         self.write_row(row, None, &record)?;
         if let Some(change) = change {
             // A new row has no history yet.
+            self.note_history(R::KIND, row, Some(0))?;
             let mut table = self.txn()?.open_table(storage::HISTORY)?;
             table.insert((R::KIND as u8, row, 0), codec::encode(&change).as_slice())?;
             drop(table);
@@ -423,6 +424,11 @@ impl WriteTransaction {
             // Derived indexes are not part of the row's terms.
             tx.clear_derived(kind, row)?;
             tx.mark_changed();
+            tx.note_row(kind, row)?;
+            for (field, value) in old.unique_keys() {
+                tx.note_unique(field, &value)?;
+            }
+            tx.note_history(kind, row, None)?;
             let txn = tx.txn()?;
             txn.open_table(storage::rows(kind))?.remove(row)?;
             let mut unique = txn.open_table(storage::UNIQUE)?;
@@ -472,6 +478,8 @@ impl WriteTransaction {
         mut chunk_delta: IndexDelta,
         rejected: &mut Vec<Rejection>,
     ) -> Result<u64> {
+        // Bulk loads run in transactions of their own, never under a group-commit mark.
+        debug_assert!(self.undo.is_none());
         self.guarded(|tx| {
             let mut live_targets: HashMap<(EntityKind, u32), bool> = HashMap::new();
             let mut inserted = 0;

@@ -8,6 +8,7 @@ mod contact_figures;
 mod corrupt_bytes;
 mod custom_fields;
 mod durability;
+mod group_commit;
 mod natural_keys;
 mod recycle_bin;
 mod refusals;
