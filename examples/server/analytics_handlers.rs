@@ -61,7 +61,7 @@ pub(super) async fn refresh_rfm(
 ) -> ApiResult {
     let now = request.now()?;
     let state = blocking(&db, move |db| {
-        db.write(|tx| {
+        db.write_grouped(|tx| {
             let now = now.unwrap_or_else(|| tx.now());
             tx.refresh_rfm(now)
         })
@@ -97,7 +97,7 @@ pub(super) async fn save_assignment(
     Body(request): Body<AssignmentIn>,
 ) -> ApiResult {
     let saved = blocking(&db, move |db| {
-        let written = db.write(|tx| {
+        let written = db.write_grouped(|tx| {
             let assignment = request.into_assignment(&tx.machines()?.contact)?;
             tx.set_assignment(assignment)?;
             crmdb::assignment(tx)
@@ -127,7 +127,7 @@ pub(super) async fn requalify(
     PathArgs(id): PathArgs<u32>,
 ) -> ApiResult {
     blocking(&db, move |db| {
-        db.write(|tx| {
+        db.write_grouped(|tx| {
             let id = crmdb::ContactId::new(id);
             let owner = tx.requalify(id)?;
             let contact: Contact = tx.get(id)?;

@@ -25,7 +25,7 @@ async fn change_record<R: Resource>(
     change: impl FnOnce(&mut WriteTransaction, R::Id) -> crmdb::Result<()> + Send + 'static,
 ) -> ApiResult {
     blocking(db, move |db| {
-        db.write(|tx| {
+        db.write_grouped(|tx| {
             let id = R::Id::from_row(row);
             change(tx, id)?;
             record_json::<R>(tx, id)
@@ -40,7 +40,7 @@ pub(super) async fn create<R: Resource>(
     Body(input): Body<R::Input>,
 ) -> ApiResult<(StatusCode, Json<JsonValue>)> {
     let json = blocking(&db, move |db| {
-        db.write(|tx| {
+        db.write_grouped(|tx| {
             let record = R::from_input(input, &tx.schema(R::KIND)?)?;
             let id = tx.insert(record)?;
             record_json::<R>(tx, id)

@@ -250,7 +250,7 @@ pub(super) async fn save_segment(
                 ));
             }
         };
-        db.write(|tx| tx.save_segment(&name, segment.clone()))?;
+        db.write_grouped(|tx| tx.save_segment(&name, segment.clone()))?;
         db.read(|r| segment_json(r, &name, &segment))
     })
     .await
@@ -308,7 +308,7 @@ pub(super) async fn delete_segment(
     PathArgs(name): PathArgs<String>,
 ) -> ApiResult<StatusCode> {
     let existed = blocking(&db, move |db| {
-        db.write(|tx| tx.delete_segment(&name))
+        db.write_grouped(|tx| tx.delete_segment(&name))
             .map(|existed| existed.then_some(()).ok_or(Error::UnknownSegment(name)))
     })
     .await?;
@@ -323,7 +323,7 @@ pub(super) async fn watch_segment(
     PathArgs(name): PathArgs<String>,
 ) -> ApiResult {
     blocking(&db, move |db| {
-        let members = db.write(|tx| tx.watch(&name))?;
+        let members = db.write_grouped(|tx| tx.watch(&name))?;
         Ok(json!({ "segment": name, "watched": true, "members": members }))
     })
     .await
@@ -336,7 +336,7 @@ pub(super) async fn unwatch_segment(
     PathArgs(name): PathArgs<String>,
 ) -> ApiResult {
     let segment = name.clone();
-    let was_watched = blocking(&db, move |db| db.write(|tx| tx.unwatch(&segment))).await?;
+    let was_watched = blocking(&db, move |db| db.write_grouped(|tx| tx.unwatch(&segment))).await?;
     if !was_watched {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

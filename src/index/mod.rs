@@ -238,17 +238,28 @@ impl BsiDelta {
 }
 
 /// All pending index changes of a write transaction.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub(crate) struct IndexDelta {
     pub(crate) cats: HashMap<String, BitDelta>,
     /// Keyed by [`bsi_base`].
     pub(crate) nums: HashMap<String, BsiDelta>,
     key_buf: String,
+    /// While a mark is set: each key's delta as it was at the mark, saved on its first
+    /// change after it (`None`: the key had no delta). Every change goes through
+    /// [`cat_mut`](Self::cat_mut) or [`num_mut`](Self::num_mut), which save.
+    saved: Option<Saved>,
+}
+
+#[derive(Debug, Default)]
+struct Saved {
+    cats: HashMap<String, Option<BitDelta>>,
+    nums: HashMap<String, Option<BsiDelta>>,
 }
 
 impl IndexDelta {
     /// Takes a row that this delta only ever added back out of every bitmap.
     pub(crate) fn forget_new_row(&mut self, row: u32) {
+        debug_assert!(self.saved.is_none());
         for delta in self.cats.values_mut() {
             delta.add.remove(row);
         }
@@ -265,6 +276,8 @@ impl IndexDelta {
 
     /// Folds in a delta recorded after this one (a bulk-load chunk): its changes win.
     pub(crate) fn absorb(&mut self, later: IndexDelta) {
+        // Bulk loads only, which never set a mark.
+        debug_assert!(self.saved.is_none());
         for (key, delta) in later.cats {
             match self.cats.get_mut(&key) {
                 Some(mine) => mine.absorb(delta),
@@ -287,15 +300,78 @@ impl IndexDelta {
         self.cats.is_empty() && self.nums.is_empty()
     }
 
+    /// Sets a mark: later changes can be taken back with
+    /// [`rollback_to_mark`](Self::rollback_to_mark). Costs nothing until a key changes,
+    /// then one copy of that key's delta.
+    pub(crate) fn set_mark(&mut self) {
+        self.saved = Some(Saved::default());
+    }
+
+    /// Forgets the mark, keeping every change.
+    pub(crate) fn clear_mark(&mut self) {
+        self.saved = None;
+    }
+
+    /// Puts every key changed since the mark back as it was, and forgets the mark.
+    pub(crate) fn rollback_to_mark(&mut self) {
+        let Some(saved) = self.saved.take() else {
+            return;
+        };
+        for (key, old) in saved.cats {
+            match old {
+                Some(delta) => self.cats.insert(key, delta),
+                None => self.cats.remove(&key),
+            };
+        }
+        for (key, old) in saved.nums {
+            match old {
+                Some(delta) => self.nums.insert(key, delta),
+                None => self.nums.remove(&key),
+            };
+        }
+    }
+
+    /// The pending change of one bitmap, to be changed (saved first under a mark).
+    pub(crate) fn cat_mut(&mut self, key: &str) -> &mut BitDelta {
+        if let Some(saved) = &mut self.saved
+            && !saved.cats.contains_key(key)
+        {
+            saved
+                .cats
+                .insert(key.to_owned(), self.cats.get(key).cloned());
+        }
+        if !self.cats.contains_key(key) {
+            self.cats.insert(key.to_owned(), BitDelta::default());
+        }
+        self.cats
+            .get_mut(key)
+            .unwrap_or_else(|| unreachable!("inserted above"))
+    }
+
+    /// The pending change of one numeric index, to be changed (saved first under a
+    /// mark).
+    pub(crate) fn num_mut(&mut self, base: &str) -> &mut BsiDelta {
+        if let Some(saved) = &mut self.saved
+            && !saved.nums.contains_key(base)
+        {
+            saved
+                .nums
+                .insert(base.to_owned(), self.nums.get(base).cloned());
+        }
+        if !self.nums.contains_key(base) {
+            self.nums.insert(base.to_owned(), BsiDelta::default());
+        }
+        self.nums
+            .get_mut(base)
+            .unwrap_or_else(|| unreachable!("inserted above"))
+    }
+
     /// Sets one categorical bit.
     pub(crate) fn set_key(&mut self, key: &str, row: u32, present: bool) {
+        // Without a mark, one lookup on the hot path of every write.
         match self.cats.get_mut(key) {
-            Some(delta) => delta.set(row, present),
-            None => self
-                .cats
-                .entry(key.to_owned())
-                .or_default()
-                .set(row, present),
+            Some(delta) if self.saved.is_none() => delta.set(row, present),
+            _ => self.cat_mut(key).set(row, present),
         }
     }
 
@@ -322,12 +398,8 @@ impl IndexDelta {
         key.push_str(field);
         key.push('#');
         match self.nums.get_mut(key.as_str()) {
-            Some(delta) => delta.change(row, old, new),
-            None => self
-                .nums
-                .entry(key.clone())
-                .or_default()
-                .change(row, old, new),
+            Some(delta) if self.saved.is_none() => delta.change(row, old, new),
+            _ => self.num_mut(&key).change(row, old, new),
         }
         self.key_buf = key;
     }

@@ -13,7 +13,7 @@ use crate::config::Assignment;
 use crate::error::{Error, Result};
 use crate::feed::Cause;
 use crate::feed::stored::StoredChange;
-use crate::index::{self, Bsi, BsiDelta};
+use crate::index::{self, Bsi};
 use crate::lifecycle::{Machines, MoveOp, SweepMove, remap, sweep, transition};
 use crate::query::{self, SavedSegment};
 use crate::schema::Stage;
@@ -406,11 +406,7 @@ impl WriteTransaction {
             for (field, target) in &derived.nums {
                 let base = index::bsi_base(kind, field);
                 let current = tx.bsi(&base)?;
-                tx.delta
-                    .nums
-                    .entry(base)
-                    .or_insert_with(BsiDelta::default)
-                    .replace(&current, target);
+                tx.delta.num_mut(&base).replace(&current, target);
             }
             let mut keys: Vec<String> = Vec::new();
             for (field, field_kind) in kind.derived_fields() {
@@ -429,7 +425,7 @@ impl WriteTransaction {
                 let want = derived.cats.get(&key).unwrap_or(&empty);
                 let add = want - &*current;
                 let remove = &*current - want;
-                tx.delta.cats.entry(key).or_default().compose(&add, &remove);
+                tx.delta.cat_mut(&key).compose(&add, &remove);
             }
             tx.with_cause(Cause::Refresh, |tx| {
                 tx.log(StoredChange::RfmRefreshed { kind });
@@ -446,11 +442,7 @@ impl WriteTransaction {
             if field_kind.is_numeric() {
                 let base = index::bsi_base(kind, field);
                 if let Some(value) = self.bsi(&base)?.value(row) {
-                    self.delta
-                        .nums
-                        .entry(base)
-                        .or_default()
-                        .change(row, Some(value), None);
+                    self.delta.num_mut(&base).change(row, Some(value), None);
                 }
             } else {
                 for key in self.keys_with_prefix(&index::cat_prefix(kind, field))? {

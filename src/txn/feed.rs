@@ -467,9 +467,7 @@ impl WriteTransaction {
             let key = index::watch_key(kind, segment);
             let members = (*tx.bitmap(&key)?).clone();
             tx.delta
-                .cats
-                .entry(key)
-                .or_default()
+                .cat_mut(&key)
                 .compose(&RoaringBitmap::new(), &members);
             tx.log(StoredChange::Unwatched {
                 segment: segment.to_owned(),
@@ -557,9 +555,7 @@ impl WriteTransaction {
         }
         self.mark_changed();
         self.delta
-            .cats
-            .entry(index::watch_key(kind, segment))
-            .or_default()
+            .cat_mut(&index::watch_key(kind, segment))
             .compose(entered, left);
         if !entered.is_empty() {
             self.log(StoredChange::Entered {

@@ -3,8 +3,9 @@
 //! others'. redb's savepoints cannot help there (it refuses a savepoint once a table has
 //! been opened), so while a mark is set every table write of `txn/` first notes the
 //! value it replaces, and [`WriteTransaction::rollback_to`] writes those back in
-//! reverse order. The in-memory state (index delta, events, touched rows, row counters,
-//! configuration) is copied at the mark and put back whole.
+//! reverse order. The index delta saves each key on its first change after the mark
+//! (`IndexDelta::set_mark`); the rest of the in-memory state (events, touched rows, row
+//! counters, configuration) is copied at the mark and put back whole.
 //!
 //! The table writes at commit (bitmaps, generations, the change log, counters, the
 //! sequence) need no notes: they happen after every caller's writes.
@@ -18,7 +19,6 @@ use super::{WriteTransaction, feed};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::feed::Cause;
-use crate::index::IndexDelta;
 use crate::schema::EntityKind;
 use crate::storage;
 use crate::storage::source::Source;
@@ -57,9 +57,8 @@ pub(super) enum Undo {
     },
 }
 
-/// The state of a write transaction at a mark.
+/// The state of a write transaction at a mark (the index delta keeps its own).
 pub(super) struct Mark {
-    delta: IndexDelta,
     events: usize,
     touched: feed::Touched,
     next_rows: HashMap<EntityKind, u32>,
@@ -77,8 +76,8 @@ impl WriteTransaction {
     pub(super) fn mark(&mut self) -> Mark {
         self.undo = Some(Vec::new());
         self.record_events.clear();
+        self.delta.set_mark();
         Mark {
-            delta: self.delta.clone(),
             events: self.events.len(),
             touched: self.touched.clone(),
             next_rows: self.next_rows.clone(),
@@ -101,7 +100,7 @@ impl WriteTransaction {
             self.poisoned = true;
         }
         result?;
-        self.delta = mark.delta;
+        self.delta.rollback_to_mark();
         self.events.truncate(mark.events);
         self.record_events.clear();
         self.touched = mark.touched;
@@ -118,6 +117,7 @@ impl WriteTransaction {
     /// override, cause), so that the next caller does not inherit it.
     pub(super) fn end_mark(&mut self) {
         self.undo = None;
+        self.delta.clear_mark();
         self.actor = super::SYSTEM_ACTOR.to_owned();
         self.time_override = None;
         self.cause = Cause::Write;
