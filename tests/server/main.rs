@@ -10,6 +10,7 @@ mod server;
 mod analytics;
 mod bad_input;
 mod changes;
+mod crash;
 mod import;
 mod lead_assignment;
 mod records;

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::server;
-use crate::support::{BOUND, call, check_error, demo_db, send};
+use crate::support::{BOUND, call, check_error, demo_db, read_response, send};
 
 /// A request body that never arrives.
 struct StalledBody;
@@ -57,47 +57,6 @@ async fn slow_requests_time_out() {
         .find(|k| k.kind == crmdb::EntityKind::Contact)
         .map(|k| k.live);
     assert_eq!(contacts, Some(300));
-}
-
-/// Reads one HTTP/1.1 response (headers and a Content-Length body) from a stream.
-fn read_response(stream: &mut std::net::TcpStream) -> (u16, Value) {
-    use std::io::Read;
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = stream
-            .read(&mut chunk)
-            .expect("read within the socket timeout");
-        assert!(n > 0, "connection closed before a full response");
-        buffer.extend_from_slice(&chunk[..n]);
-        let Some(split) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buffer[..split]).to_string();
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().to_owned())
-            })
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if buffer.len() >= split + 4 + length {
-            let status = head
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .expect("status line");
-            let body = &buffer[split + 4..split + 4 + length];
-            let json = if body.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(body).expect("JSON body")
-            };
-            return (status, json);
-        }
-    }
 }
 
 /// The client side of the loopback test, on plain blocking sockets.

@@ -85,3 +85,44 @@ pub(crate) fn check_error(response: &(StatusCode, Value), status: StatusCode, co
 pub(crate) fn id_of(body: &Value) -> u64 {
     body["id"].as_u64().expect("response carries an id")
 }
+
+/// Reads one HTTP/1.1 response (headers and a Content-Length body) from a stream.
+pub(crate) fn read_response(stream: &mut std::net::TcpStream) -> (u16, Value) {
+    use std::io::Read;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .expect("read within the socket timeout");
+        assert!(n > 0, "connection closed before a full response");
+        buffer.extend_from_slice(&chunk[..n]);
+        let Some(split) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buffer[..split]).to_string();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if buffer.len() >= split + 4 + length {
+            let status = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .expect("status line");
+            let body = &buffer[split + 4..split + 4 + length];
+            let json = if body.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(body).expect("JSON body")
+            };
+            return (status, json);
+        }
+    }
+}
