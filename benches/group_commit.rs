@@ -26,6 +26,10 @@ use crmdb::{Contact, Database};
 
 #[path = "support/sqlite_contacts.rs"]
 mod sqlite_contacts;
+#[path = "support/write_path.rs"]
+mod write_path;
+
+use write_path::Scratch;
 
 const THREAD_COUNTS: [usize; 3] = [1, 8, 32];
 
@@ -55,28 +59,6 @@ impl Mode {
     }
 }
 
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "crmdb-bench-group-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("scratch dir");
-        Scratch(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// One target: a fresh durable file per mode and thread count, written by every
 /// round of that pair (each write inserts a new contact).
 struct Target {
@@ -88,9 +70,12 @@ struct Target {
     _dir: Scratch,
 }
 
+/// Numbers the scratch directories of one run.
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
 impl Target {
     fn new(mode: Mode, generator: &Arc<Generator>) -> Target {
-        let dir = Scratch::new();
+        let dir = Scratch::new(&format!("group-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
         let sqlite = dir.0.join("crm.sqlite");
         let crmdb = match mode {
             Mode::Sqlite => {

@@ -120,6 +120,23 @@ impl Data {
 
 pub const DEFAULT_BATCH: usize = 50_000;
 
+/// A scratch directory under the system temp dir, removed on drop.
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    pub fn new(label: &str) -> Scratch {
+        let path = std::env::temp_dir().join(format!("crmdb-bench-{label}-{}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("scratch dir");
+        Scratch(path)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Updates the region, toggles a tag and moves the stage of one contact, and commits.
 pub fn one_record_txn(db: &Database, id: ContactId, region: usize) {
     db.write(|tx| {
