@@ -46,6 +46,13 @@ pub(crate) const BITMAP_GEN: TableDefinition<&str, u64> = TableDefinition::new("
 /// The `bitmap_gen` key of the commit generation counter; no bitmap key is empty.
 pub(crate) const GENERATION_KEY: &str = "";
 
+/// The `bitmap_gen` key of the commit sequence: the number of the last commit that
+/// changed anything (absent before the first). Kept beside the generation, which nearly
+/// every changing commit writes anyway, so that a commit touches one table fewer. No
+/// bitmap key starts with `#`. Files written before it was kept here have it under
+/// [`meta::SEQUENCE`], read when this key is absent.
+pub(crate) const SEQUENCE_KEY: &str = "#sequence";
+
 /// Stage history: (entity kind, row id, sequence) → versioned history entry.
 pub(crate) const HISTORY: TableDefinition<(u8, u32, u32), &[u8]> = TableDefinition::new("history");
 
@@ -76,8 +83,8 @@ pub(crate) mod meta {
     pub(crate) const ASSIGNMENT: &str = "assignment";
     /// Round-robin pointers of the assignment rules: the last owner picked per pool.
     pub(crate) const ROUND_ROBIN: &str = "assignment.round_robin";
-    /// The commit sequence number of the last commit that changed anything (`u64`;
-    /// absent before the first).
+    /// Where files written before [`SEQUENCE_KEY`](super::SEQUENCE_KEY) keep the commit
+    /// sequence; read only, when that key is absent.
     pub(crate) const SEQUENCE: &str = "commit.sequence";
     /// The state of the last RFM refresh.
     pub(crate) const RFM: &str = "analytics.rfm";

@@ -37,6 +37,8 @@ pub(crate) mod sealed {
         fn change_batches(&self, after: u64, limit: usize) -> Result<Vec<crate::feed::Batch>>;
         /// The oldest sequence the change log holds, or the next one when it is empty.
         fn oldest_kept(&self) -> Result<u64>;
+        /// A commit counter of the `bitmap_gen` table (generation, sequence).
+        fn commit_counter(&self, key: &str) -> Result<Option<u64>>;
         /// Durable consumers and their acknowledged sequences, by name.
         fn consumer_list(&self) -> Result<Vec<(String, u64)>>;
         /// Watched segments and the kind each selects, by name.

@@ -76,7 +76,14 @@ impl WriteTransaction {
                 continue;
             }
             let mut next = old_contact.clone();
-            next.stats = self.contact_stats(*contact_id, Some(pending))?;
+            if old.is_none() {
+                // A new record counts on top of the stored figures, which always equal
+                // the recomputation: counts, sums of non-negative totals and latest
+                // times do not depend on the order records are counted in.
+                pending.effect.add_to(*contact_id, &mut next.stats);
+            } else {
+                next.stats = self.contact_stats(*contact_id, Some(pending))?;
+            }
             let mut change = None;
             // Only the contact the record is about now moves.
             if i == 0

@@ -126,6 +126,9 @@ impl crate::storage::source::sealed::Source for Within<'_> {
     fn oldest_kept(&self) -> Result<u64> {
         self.tx.oldest_kept()
     }
+    fn commit_counter(&self, key: &str) -> Result<Option<u64>> {
+        self.tx.commit_counter(key)
+    }
     fn consumer_list(&self) -> Result<Vec<(String, u64)>> {
         self.tx.consumer_list()
     }

@@ -118,7 +118,12 @@ pub(crate) fn initialise(redb: &redb::Database, machines: Option<&Machines>) -> 
         txn.open_table(storage::CONSUMERS)?;
         txn.open_table(storage::WATCHED)?;
         let stored = table.get(meta::SEQUENCE)?;
-        sequence = decode_sequence(stored.as_ref().map(|b| b.value()))?;
+        let before = decode_sequence(stored.as_ref().map(|b| b.value()))?;
+        let counters = txn.open_table(storage::BITMAP_GEN)?;
+        sequence = match counters.get(storage::SEQUENCE_KEY)? {
+            Some(sequence) => sequence.value(),
+            None => before,
+        };
     }
     txn.commit()?;
     Ok(sequence)
@@ -309,32 +314,39 @@ impl WriteTransaction {
         let txn = self.txn.take().ok_or(Error::Poisoned)?;
         // Tables are opened only when written: every table a commit touches costs it
         // pages to copy and checksum.
-        if !self.delta.is_empty() {
-            let mut generations = txn.open_table(storage::BITMAP_GEN)?;
-            let generation = generations
-                .get(storage::GENERATION_KEY)?
-                .map_or(0, |g| g.value())
-                + 1;
-            let mut bitmaps = txn.open_table(storage::BITMAPS)?;
-            store::merge(&mut bitmaps, &mut generations, &self.delta, generation)?;
-            generations.insert(storage::GENERATION_KEY, generation)?;
-        }
         let mut sequence = None;
-        if self.changed || !self.next_rows.is_empty() {
+        if !self.delta.is_empty() || self.changed {
+            let mut counters = txn.open_table(storage::BITMAP_GEN)?;
+            if !self.delta.is_empty() {
+                let generation = counters
+                    .get(storage::GENERATION_KEY)?
+                    .map_or(0, |g| g.value())
+                    + 1;
+                let mut bitmaps = txn.open_table(storage::BITMAPS)?;
+                store::merge(&mut bitmaps, &mut counters, &self.delta, generation)?;
+                counters.insert(storage::GENERATION_KEY, generation)?;
+            }
+            if self.changed {
+                let previous = match counters.get(storage::SEQUENCE_KEY)? {
+                    Some(stored) => stored.value(),
+                    None => {
+                        let meta_table = txn.open_table(storage::META)?;
+                        let stored = meta_table.get(meta::SEQUENCE)?;
+                        decode_sequence(stored.as_ref().map(|b| b.value()))?
+                    }
+                };
+                let next = previous.checked_add(1).ok_or_else(|| {
+                    Error::LimitExceeded("commit sequence numbers are exhausted".into())
+                })?;
+                counters.insert(storage::SEQUENCE_KEY, next)?;
+                sequence = Some(next);
+            }
+        }
+        if !self.next_rows.is_empty() {
             let mut meta_table = txn.open_table(storage::META)?;
             for (kind, next) in &self.next_rows {
                 let key = format!("{}{kind}", meta::NEXT_ROW);
                 meta_table.insert(key.as_str(), codec::encode(next).as_slice())?;
-            }
-            if self.changed {
-                let stored = meta_table.get(meta::SEQUENCE)?;
-                let previous = decode_sequence(stored.as_ref().map(|b| b.value()))?;
-                drop(stored);
-                let next = previous.checked_add(1).ok_or_else(|| {
-                    Error::LimitExceeded("commit sequence numbers are exhausted".into())
-                })?;
-                meta_table.insert(meta::SEQUENCE, codec::encode(&next).as_slice())?;
-                sequence = Some(next);
             }
         }
         if let Some(sequence) = sequence

@@ -201,7 +201,12 @@ pub trait Snapshot: Source {
     /// # Errors
     /// A decode or storage failure.
     fn sequence(&self) -> Result<u64> {
-        super::decode_sequence(self.meta_bytes(crate::storage::meta::SEQUENCE)?.as_deref())
+        match self.commit_counter(crate::storage::SEQUENCE_KEY)? {
+            Some(sequence) => Ok(sequence),
+            None => {
+                super::decode_sequence(self.meta_bytes(crate::storage::meta::SEQUENCE)?.as_deref())
+            }
+        }
     }
 
     /// Up to `limit` change batches after sequence `after`, in order. A consumer that
@@ -518,6 +523,10 @@ impl Source for ReadTransaction {
         crate::feed::oldest_kept(&table, self.sequence()?)
     }
 
+    fn commit_counter(&self, key: &str) -> Result<Option<u64>> {
+        Ok(self.generations_table()?.get(key)?.map(|v| v.value()))
+    }
+
     fn consumer_list(&self) -> Result<Vec<(String, u64)>> {
         consumers_in(&self.txn.open_table(storage::CONSUMERS)?)
     }
@@ -729,6 +738,11 @@ impl Source for WriteTransaction {
     fn oldest_kept(&self) -> Result<u64> {
         let table = self.txn()?.open_table(storage::CHANGES)?;
         crate::feed::oldest_kept(&table, self.sequence()?)
+    }
+
+    fn commit_counter(&self, key: &str) -> Result<Option<u64>> {
+        let table = self.txn()?.open_table(storage::BITMAP_GEN)?;
+        Ok(table.get(key)?.map(|v| v.value()))
     }
 
     fn consumer_list(&self) -> Result<Vec<(String, u64)>> {
