@@ -464,6 +464,15 @@ impl Source for ReadTransaction {
         Ok(self.rows_table(kind)?.get(row)?.map(|v| v.value().to_vec()))
     }
 
+    /// Decoded straight from the stored page, without copying the bytes out first.
+    fn record<I: RecordId>(&self, id: I) -> Result<Option<I::Record>> {
+        let row = id.row();
+        match self.rows_table(I::Record::KIND)?.get(row)? {
+            Some(bytes) => Ok(Some(decode_record(row, bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
     fn rows_in(&self, kind: EntityKind) -> Result<Vec<(u32, Vec<u8>)>> {
         all_rows(self.rows_table(kind)?)
     }
@@ -672,6 +681,16 @@ impl Source for WriteTransaction {
     fn row_bytes(&self, kind: EntityKind, row: u32) -> Result<Option<Vec<u8>>> {
         let table = self.txn()?.open_table(storage::rows(kind))?;
         Ok(table.get(row)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Decoded straight from the stored page, without copying the bytes out first.
+    fn record<I: RecordId>(&self, id: I) -> Result<Option<I::Record>> {
+        let row = id.row();
+        let table = self.txn()?.open_table(storage::rows(I::Record::KIND))?;
+        match table.get(row)? {
+            Some(bytes) => Ok(Some(decode_record(row, bytes.value())?)),
+            None => Ok(None),
+        }
     }
 
     fn rows_in(&self, kind: EntityKind) -> Result<Vec<(u32, Vec<u8>)>> {
