@@ -4,8 +4,10 @@
 //! orders and activities, and contacts while lead assignment rules are set) are checked,
 //! staged and encoded on worker threads, fed through crossbeam channels to the writer,
 //! which only checks relations and natural keys and writes rows, keys, histories and
-//! index deltas with its tables opened once per chunk. The rest go through
-//! [`WriteTransaction::insert`](crate::WriteTransaction::insert) one by one.
+//! index deltas with its tables opened once per chunk. Orders and activities are written
+//! one by one, but their effect on their contact (figures, automatic moves) is gathered
+//! over the batch and each contact written once. Contacts under assignment rules go
+//! through [`WriteTransaction::insert`](crate::WriteTransaction::insert) one by one.
 
 use std::collections::BTreeMap;
 
@@ -43,6 +45,9 @@ pub struct BulkLoad<'db> {
 pub struct BulkReport {
     /// Records inserted.
     pub inserted: u64,
+    /// The row ids of the inserted records, in input order (`ContactId::new(row)` and
+    /// the like give their ids).
+    pub rows: Vec<u32>,
     /// Records refused, in input order.
     pub rejected: Vec<Rejection>,
 }
@@ -104,10 +109,18 @@ impl<'db> BulkLoad<'db> {
                 && (!R::ASSIGNABLE || crate::txn::assignment(&tx)?.rules.is_empty());
             if parallel {
                 self.parallel_batch(&mut tx, batch, position, &mut report)?;
+            } else if R::AFFECTS_CONTACTS {
+                let records = (position..).zip(batch);
+                let rows = tx.insert_related(records, &mut report.rejected)?;
+                report.inserted += rows.len() as u64;
+                report.rows.extend(rows);
             } else {
                 for (offset, record) in batch.into_iter().enumerate() {
                     match tx.insert(record) {
-                        Ok(_) => report.inserted += 1,
+                        Ok(id) => {
+                            report.inserted += 1;
+                            report.rows.push(crate::RecordId::row(id));
+                        }
                         Err(e) if e.poisons() => return Err(e),
                         Err(error) => report.rejected.push(Rejection {
                             position: position + offset as u64,
@@ -189,8 +202,7 @@ impl<'db> BulkLoad<'db> {
             for (index, prepared, delta) in done_rx.iter() {
                 waiting.insert(index, (prepared, delta));
                 while let Some((prepared, delta)) = waiting.remove(&next) {
-                    report.inserted +=
-                        tx.insert_prepared(R::KIND, prepared, delta, &mut report.rejected)?;
+                    tx.insert_prepared(R::KIND, prepared, delta, report)?;
                     next += 1;
                 }
             }

@@ -465,10 +465,7 @@ impl Generator {
         let accounts = bulk.run((0..self.accounts()).map(|i| self.account(i)), |_| {})?;
         for report in [&owners, &products, &accounts] {
             if let Some(rejection) = report.rejected.first() {
-                return Err(crate::Error::InvalidArgument(format!(
-                    "demo data refused: {}",
-                    rejection.error
-                )));
+                return Err(refused(rejection));
             }
         }
         summary.owners = owners.inserted;
@@ -476,26 +473,42 @@ impl Generator {
         summary.accounts = accounts.inserted;
         const BATCH: u32 = 20_000;
         let mut start = 0;
+        let mut load = BulkLoad::new(db);
+        load.batch_size(BATCH as usize);
         while start < self.contacts {
             let end = (start + BATCH).min(self.contacts);
-            db.write(|tx| -> Result<()> {
-                for i in start..end {
-                    let demo = self.contact(i);
-                    let id = tx.insert(demo.contact)?;
-                    summary.contacts += 1;
-                    for mut order in demo.orders {
-                        order.contact = Some(id);
-                        tx.insert(order)?;
-                        summary.orders += 1;
-                    }
-                    for mut activity in demo.activities {
+            let demos: Vec<DemoContact> = (start..end).map(|i| self.contact(i)).collect();
+            let mut orders = Vec::new();
+            let mut activities = Vec::new();
+            let mut contacts = Vec::with_capacity(demos.len());
+            for demo in demos {
+                contacts.push(demo.contact);
+                orders.push(demo.orders);
+                activities.push(demo.activities);
+            }
+            let inserted = refused_none(load.run(contacts, |_| {})?)?;
+            // Each contact's orders, then each contact's activities: every contact sees
+            // its records in the order a one-by-one load would give them.
+            let ids: Vec<ContactId> = inserted.iter().map(|&row| ContactId::new(row)).collect();
+            let orders = ids.iter().copied().zip(orders).flat_map(|(id, orders)| {
+                orders.into_iter().map(move |mut order: Order| {
+                    order.contact = Some(id);
+                    order
+                })
+            });
+            summary.orders += refused_none(load.run(orders, |_| {})?)?.len() as u64;
+            let activities = ids
+                .iter()
+                .copied()
+                .zip(activities)
+                .flat_map(|(id, activities)| {
+                    activities.into_iter().map(move |mut activity: Activity| {
                         activity.subject = Subject::Contact(id);
-                        tx.insert(activity)?;
-                        summary.activities += 1;
-                    }
-                }
-                Ok(())
-            })?;
+                        activity
+                    })
+                });
+            summary.activities += refused_none(load.run(activities, |_| {})?)?.len() as u64;
+            summary.contacts += inserted.len() as u64;
             start = end;
             progress(u64::from(start));
         }
@@ -525,5 +538,18 @@ impl Generator {
             start = end;
         }
         Ok(summary)
+    }
+}
+
+/// The error of a demo record the engine refused (none with a fresh database).
+fn refused(rejection: &crate::bulk::Rejection) -> crate::Error {
+    crate::Error::InvalidArgument(format!("demo data refused: {}", rejection.error))
+}
+
+/// The inserted rows of a bulk load that must have refused nothing.
+fn refused_none(report: crate::BulkReport) -> Result<Vec<u32>> {
+    match report.rejected.first() {
+        Some(rejection) => Err(refused(rejection)),
+        None => Ok(report.rows),
     }
 }

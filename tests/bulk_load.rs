@@ -1,9 +1,10 @@
 //! Bulk loading: the threaded path and the one-by-one path give the same database and
-//! the same rejections.
+//! the same rejections; so do the bulk path of orders and activities (each contact
+//! written once per batch) and inserting them one by one.
 
 use crmdb::{
-    BulkLoad, Contact, ContactId, Database, EntityKind, Error, Owner, OwnerId, Query, Snapshot,
-    Stage,
+    Activity, ActivityKind, BulkLoad, Contact, ContactId, Database, Direction, EntityKind, Error,
+    Order, OrderStatus, Owner, OwnerId, Query, Snapshot, Stage, Subject,
 };
 
 fn contacts(n: u32) -> Vec<Contact> {
@@ -162,5 +163,179 @@ fn storage_level_errors_are_not_swallowed() -> crmdb::Result<()> {
         })),
         Err(Error::Duplicate { .. })
     ));
+    Ok(())
+}
+
+/// Orders and activities, some refused (a contact in the recycle bin, one that does not
+/// exist), driving figures and automatic moves of contacts that get several each.
+fn related(contacts: u32) -> (Vec<Order>, Vec<Activity>) {
+    let at = |i: u32| crmdb::Timestamp(1_780_000_000 + i64::from(i) * 3_600);
+    let orders = (0..contacts * 3)
+        .map(|i| Order {
+            // Contact `contacts` does not exist.
+            contact: Some(ContactId::new((i * 7) % (contacts + 1))),
+            at: at(i),
+            status: if i % 5 == 4 {
+                OrderStatus::Pending
+            } else {
+                OrderStatus::Paid
+            },
+            total: crmdb::Money(i64::from(i % 13) * 1_000),
+            ..Default::default()
+        })
+        .collect();
+    let activities = (0..contacts * 2)
+        .map(|i| {
+            let direction = if i % 3 == 0 {
+                Direction::Inbound
+            } else {
+                Direction::Outbound
+            };
+            let subject = Subject::Contact(ContactId::new((i * 5) % (contacts + 1)));
+            Activity::new(ActivityKind::Email, direction, subject, at(i))
+        })
+        .collect();
+    (orders, activities)
+}
+
+/// One line per record event of a batch, grouped by the record it is about: the order
+/// of events about one record, with their causes.
+fn events_by_target(db: &Database, after: u64) -> crmdb::Result<Vec<String>> {
+    let mut lines = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for batch in db.changes(after, 100)? {
+        for event in &batch.events {
+            let target = format!("{:?}", event.change.target());
+            lines.entry(target).or_default().push(format!(
+                "{} {:?} {:?}",
+                event.change.name(),
+                event.cause,
+                event.change
+            ));
+        }
+    }
+    Ok(lines
+        .into_iter()
+        .map(|(target, events)| format!("{target}: {events:?}"))
+        .collect())
+}
+
+/// Line by line, naming the first line that differs.
+fn assert_same(got: &[String], want: &[String], what: &str) {
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g, w, "{what}: line {i} differs");
+    }
+    assert_eq!(got.len(), want.len(), "{what}: line counts");
+}
+
+fn related_state(db: &Database) -> crmdb::Result<Vec<String>> {
+    db.read(|r| {
+        let mut out = Vec::new();
+        for (id, c) in r.records::<Contact>()? {
+            out.push(format!("{id:?} {c:?} {:?}", r.history(id)?));
+        }
+        out.push(format!("{:?}", r.records::<Order>()?));
+        out.push(format!("{:?}", r.records::<Activity>()?));
+        for text in [
+            "order_count >= 2",
+            "total_spent between 1000 and 20000",
+            "last_activity exists",
+            "stage:new_customer",
+            "stage:active",
+            "stage:responder",
+        ] {
+            let ids = r.ids(EntityKind::Contact, &Query::parse(text)?)?;
+            out.push(format!("{text}: {ids:?}"));
+        }
+        Ok(out)
+    })
+}
+
+/// Orders and activities bulk-loaded (each contact written once per batch) and inserted
+/// one by one give the same records, figures, stage histories, indexes, rejections and,
+/// for every record, the same change events in the same order with the same causes.
+#[test]
+fn related_records_load_as_inserts_would() -> crmdb::Result<()> {
+    const CONTACTS: u32 = 40;
+    let open = || -> crmdb::Result<Database> {
+        let clock = std::sync::Arc::new(crmdb::ManualClock::new(crmdb::Timestamp(1_790_000_000)));
+        let db = crmdb::Builder::new().clock(clock).in_memory()?;
+        db.write(|tx| -> crmdb::Result<()> {
+            for i in 0..CONTACTS {
+                let id = tx.insert(Contact {
+                    name: format!("c{i}"),
+                    ..Default::default()
+                })?;
+                if i % 9 == 8 {
+                    tx.soft_delete(id)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(db)
+    };
+    let (orders, activities) = related(CONTACTS);
+
+    let one_by_one = open()?;
+    let mut expected_rejections = Vec::new();
+    let insert_all = |db: &Database, records: Vec<_>, out: &mut Vec<(u64, String)>| {
+        db.write(|tx| -> crmdb::Result<()> {
+            for (position, record) in records.into_iter().enumerate() {
+                if let Err(e) = tx.insert::<Order>(record) {
+                    out.push((position as u64, describe(&e)));
+                }
+            }
+            Ok(())
+        })
+    };
+    insert_all(&one_by_one, orders.clone(), &mut expected_rejections)?;
+    let mut activity_rejections = Vec::new();
+    one_by_one.write(|tx| -> crmdb::Result<()> {
+        for (position, record) in activities.clone().into_iter().enumerate() {
+            if let Err(e) = tx.insert(record) {
+                activity_rejections.push((position as u64, describe(&e)));
+            }
+        }
+        Ok(())
+    })?;
+
+    let bulk = open()?;
+    let mut load = BulkLoad::new(&bulk);
+    load.batch_size(100_000);
+    let report = load.run(orders, |_| {})?;
+    let rejected: Vec<(u64, String)> = report
+        .rejected
+        .iter()
+        .map(|r| (r.position, describe(&r.error)))
+        .collect();
+    assert_eq!(rejected, expected_rejections, "order rejections");
+    assert!(!rejected.is_empty(), "the data has refused orders");
+    assert_eq!(report.rows.len() as u64, report.inserted);
+    let report = load.run(activities, |_| {})?;
+    let rejected: Vec<(u64, String)> = report
+        .rejected
+        .iter()
+        .map(|r| (r.position, describe(&r.error)))
+        .collect();
+    assert_eq!(rejected, activity_rejections, "activity rejections");
+
+    assert_same(
+        &related_state(&bulk)?,
+        &related_state(&one_by_one)?,
+        "state",
+    );
+    assert_same(
+        &events_by_target(&bulk, 1)?,
+        &events_by_target(&one_by_one, 1)?,
+        "events",
+    );
+    // The data did move contacts automatically, more than once for some.
+    let moved = bulk.read(|r| {
+        let mut most = 0;
+        for (id, _) in r.records::<Contact>()? {
+            most = most.max(r.history(id)?.len());
+        }
+        Ok(most)
+    })?;
+    assert!(moved >= 3, "a contact moved at most {moved} times");
     Ok(())
 }

@@ -181,3 +181,168 @@ impl WriteTransaction {
         Ok(stats)
     }
 }
+
+/// A contact's figures and automatic moves gathered over a bulk load of the records
+/// that affect it, written once at the end of the batch.
+struct Gathered {
+    original: Contact,
+    current: Contact,
+    /// The first record that changed it: the cause of its update event.
+    first: Option<(EntityKind, u32)>,
+    moves: Vec<(StageChange, (EntityKind, u32))>,
+}
+
+/// The contacts a bulk load of orders or activities changes, in first-touch order.
+#[derive(Default)]
+struct RelatedBatch {
+    contacts: Vec<(ContactId, Gathered)>,
+    index: std::collections::HashMap<ContactId, usize>,
+}
+
+impl WriteTransaction {
+    /// The bulk writer of records that affect contacts (orders, activities): each record
+    /// is checked and written as [`insert`](Self::insert) writes it, while its effect on
+    /// its contact (figures, automatic moves) is applied to an in-memory copy of that
+    /// contact; each contact is then written once, with its stage history in order.
+    /// Records, indexes, histories and every record's own events come out as a loop of
+    /// inserts would leave them. Refused records go to `rejected` with their position;
+    /// returns the rows inserted.
+    pub(crate) fn insert_related<R: Record>(
+        &mut self,
+        records: impl IntoIterator<Item = (u64, R)>,
+        rejected: &mut Vec<crate::bulk::Rejection>,
+    ) -> Result<Vec<u32>> {
+        self.guarded(|tx| {
+            let mut batch = RelatedBatch::default();
+            let mut rows = Vec::new();
+            for (position, record) in records {
+                match tx.insert_gathering(&mut batch, record) {
+                    Ok(row) => rows.push(row),
+                    Err(e) if e.poisons() => return Err(e),
+                    Err(error) => rejected.push(crate::bulk::Rejection { position, error }),
+                }
+            }
+            for (id, gathered) in batch.contacts {
+                if let Some((kind, row)) = gathered.first {
+                    tx.with_cause(Cause::Effect { kind, id: row }, |tx| {
+                        tx.write_row(id.get(), Some(&gathered.original), &gathered.current)
+                    })?;
+                }
+                for (change, (kind, row)) in gathered.moves {
+                    tx.with_cause(Cause::Effect { kind, id: row }, |tx| {
+                        tx.append_history(EntityKind::Contact, id.get(), &change)
+                    })?;
+                }
+            }
+            Ok(rows)
+        })
+    }
+
+    /// One record of [`insert_related`](Self::insert_related): checked in full (its
+    /// effect included) before anything of it is written.
+    fn insert_gathering<R: Record>(
+        &mut self,
+        batch: &mut RelatedBatch,
+        mut record: R,
+    ) -> Result<u32> {
+        let now = self.now();
+        super::normalise_new(&mut record, now);
+        let row = self.next_row(R::KIND)?;
+        if row == u32::MAX {
+            return Err(crate::error::Error::LimitExceeded(format!(
+                "{} row ids are exhausted",
+                R::KIND
+            )));
+        }
+        self.check_record(&record, None)?;
+        let change = self.check_stage(row, None, &mut record, MoveOp::Create)?;
+        let planned = self.plan_gathered(batch, &record)?;
+        self.next_rows.insert(R::KIND, row + 1);
+        self.write_row(row, None, &record)?;
+        if let Some(change) = change {
+            self.append_history(R::KIND, row, &change)?;
+        }
+        if let Some((contact, loaded, next, change)) = planned {
+            let at = match batch.index.get(&contact) {
+                Some(&at) => at,
+                None => {
+                    batch.index.insert(contact, batch.contacts.len());
+                    let gathered = Gathered {
+                        current: loaded.clone(),
+                        original: loaded,
+                        first: None,
+                        moves: Vec::new(),
+                    };
+                    batch.contacts.push((contact, gathered));
+                    batch.contacts.len() - 1
+                }
+            };
+            let gathered = &mut batch.contacts[at].1;
+            // As a loop of inserts writes the contact only when it changes.
+            if next != gathered.current {
+                gathered.first.get_or_insert((R::KIND, row));
+            }
+            gathered.current = next;
+            if let Some(change) = change {
+                gathered.moves.push((change, (R::KIND, row)));
+            }
+        }
+        Ok(row)
+    }
+
+    /// What a new record does to its contact as the batch has it so far: the contact as
+    /// first read (for a contact new to the batch), its next state and the automatic
+    /// move, if any. As [`follow_up_of`](Self::follow_up_of) for an insert.
+    #[allow(clippy::type_complexity)]
+    fn plan_gathered<R: Record>(
+        &mut self,
+        batch: &RelatedBatch,
+        record: &R,
+    ) -> Result<Option<(ContactId, Contact, Contact, Option<StageChange>)>> {
+        let Some(effect) = record.contact_effect() else {
+            return Ok(None);
+        };
+        let Some(contact) = effect.contact else {
+            return Ok(None);
+        };
+        let (loaded, current) = match batch.index.get(&contact) {
+            Some(&at) => {
+                let gathered = &batch.contacts[at].1;
+                (gathered.original.clone(), gathered.current.clone())
+            }
+            None => {
+                let stored: Contact = self.get(contact)?;
+                (stored.clone(), stored)
+            }
+        };
+        if current.deleted_at.is_some() {
+            return Ok(None);
+        }
+        let event = match effect.contribution {
+            Contribution::Order { .. } => effect.paid_order().then_some(Event::PaidOrder {
+                first: current.stats.order_count == 0,
+            }),
+            Contribution::Activity { inbound, .. } => inbound.then_some(Event::InboundActivity),
+        };
+        let mut next = current.clone();
+        effect.add_to(contact, &mut next.stats);
+        let mut change = None;
+        if let Some(event) = event {
+            let config = self.config_arc()?;
+            if let Some((rule, cause)) = auto::triggered(&config.machines, event, &current.stage) {
+                next.stage = rule.to.clone();
+                change = self.check_stage(
+                    contact.get(),
+                    Some(&current),
+                    &mut next,
+                    MoveOp::Automatic(cause),
+                )?;
+                if let Some(change) = &change {
+                    next.stage = change.to.clone();
+                }
+            }
+        }
+        next.updated_at = self.now();
+        Ok(Some((contact, loaded, next, change)))
+    }
+}

@@ -3,7 +3,7 @@
 //! the stage move, the effect on a contact) before its first mutation.
 
 use super::{StagedId, Upserted, WriteTransaction, record_terms};
-use crate::bulk::{PreparedInsert, Rejection};
+use crate::bulk::{BulkReport, PreparedInsert, Rejection};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::feed::Cause;
@@ -469,15 +469,20 @@ impl WriteTransaction {
 
     /// Writes records prepared by [`prepare_insert`] at their reserved rows, in order,
     /// with the tables opened once, and folds in the index delta the preparing thread
-    /// built for the accepted ones. Refused records go to `rejected` with their input
-    /// position and are taken back out of `chunk_delta`. Returns how many were inserted.
+    /// built for the accepted ones. Inserted rows go to the report; refused records go to
+    /// its `rejected` with their input position and are taken back out of `chunk_delta`.
     pub(crate) fn insert_prepared(
         &mut self,
         kind: EntityKind,
         records: Vec<(u64, u32, Result<PreparedInsert>)>,
         mut chunk_delta: IndexDelta,
-        rejected: &mut Vec<Rejection>,
-    ) -> Result<u64> {
+        report: &mut BulkReport,
+    ) -> Result<()> {
+        let BulkReport {
+            inserted: count,
+            rows: inserted_rows,
+            rejected,
+        } = report;
         // Bulk loads run in transactions of their own, never under a group-commit mark.
         debug_assert!(self.undo.is_none());
         self.guarded(|tx| {
@@ -565,6 +570,7 @@ impl WriteTransaction {
                         history.insert((kind as u8, row, 0), codec::encode(change).as_slice())?;
                     }
                     written.insert(row);
+                    inserted_rows.push(row);
                     if log {
                         events.push(StoredChange::Inserted {
                             kind,
@@ -590,7 +596,8 @@ impl WriteTransaction {
             if inserted > 0 {
                 tx.mark_changed();
             }
-            Ok(inserted)
+            *count += inserted;
+            Ok(())
         })
     }
 }
