@@ -85,15 +85,19 @@ pub(crate) fn run<T, E: From<Error>>(
     if kept {
         state.members += 1;
         state.actors.insert(tx.actor.clone());
-    } else if tx.rollback_to(mark).is_err() {
-        // The transaction is poisoned now: its commit fails and every member is told.
+    } else {
+        // A rollback that fails poisons the transaction: its commit then fails and
+        // every member is told.
+        let _ = tx.rollback_to(mark);
     }
     tx.end_mark();
     let waiting = group.waiting.fetch_sub(1, Ordering::SeqCst) - 1;
-    // A poisoned transaction cannot take more writes: end it now.
+    // A poisoned transaction cannot take more writes: it is committed now (which fails
+    // and tells its members), or dropped when it has none, and the next caller begins
+    // a fresh one.
     let commit_now =
         state.members > 0 && (waiting == 0 || state.members >= MAX_WRITES || tx.poisoned);
-    if state.members > 0 || waiting > 0 {
+    if state.members > 0 || (waiting > 0 && !tx.poisoned) {
         state.txn = Some(tx);
     }
     // Otherwise nothing is left to commit: dropping the transaction gives the writer back.
@@ -147,15 +151,26 @@ fn commit(group: &GroupCommit, mut state: MutexGuard<'_, State>, member: bool) -
     };
     state.committing = true;
     drop(state);
-    let result = txn.commit();
+    // Whatever the commit does, the group is released afterwards: a panic in it must
+    // not leave every later caller waiting.
+    let outcome = catch_unwind(AssertUnwindSafe(|| txn.commit()));
     let mut state = group.state.lock();
     state.committing = false;
     state.done = batch;
-    if let Err(e) = &result
+    let reason = match &outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("the commit panicked".to_owned()),
+    };
+    if let Some(reason) = reason
         && waiting > 0
     {
-        state.failed.insert(batch, (e.to_string(), waiting));
+        state.failed.insert(batch, (reason, waiting));
     }
     group.turn.notify_all();
-    result
+    drop(state);
+    match outcome {
+        Ok(result) => result,
+        Err(panic) => resume_unwind(panic),
+    }
 }
