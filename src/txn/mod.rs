@@ -10,9 +10,13 @@
 //!   low-level reads;
 //! - `records.rs`: insert, update, modify, tags, stage moves, soft delete, restore,
 //!   purge;
-//! - `effects.rs`: what orders and activities do to their contact;
+//! - `effects.rs`: what orders and activities do to their contact, and their bulk
+//!   writer;
 //! - `config.rs`: custom fields, machines (and the sweep), saved segments, lead
-//!   assignment, derived indexes.
+//!   assignment, derived indexes;
+//! - `feed.rs`: the change feed's writer side, consumers, watched segments;
+//! - `group.rs`: group commit (callers sharing one transaction and one commit);
+//! - `undo.rs`: marks, and taking back one group-commit caller's writes.
 
 mod config;
 mod effects;
