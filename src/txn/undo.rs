@@ -339,6 +339,10 @@ mod tests {
                 "stage:prospect",
                 "stage:new_customer",
                 "not tag:none",
+                "order_count >= 1",
+                "total_spent >= 1",
+                "lifetime_value >= 1",
+                "lifetime_value = 0",
             ] {
                 let query = Query::parse(text).expect("a valid query");
                 let ids: Vec<u32> = r.ids(EntityKind::Contact, &query)?.iter().collect();
@@ -394,7 +398,11 @@ mod tests {
         let (ada, bob) = before(&mut tx)?;
         let mark = tx.mark();
         tx.set_actor("intruder");
-        let cid = tx.insert(contact("cid"))?;
+        let cid = tx.insert(Contact {
+            lifetime_value: Money::from_major(12),
+            ..contact("cid")
+        })?;
+        tx.modify(ada, |c| c.lifetime_value = Money::from_major(7))?;
         tx.add_tag(cid, "vip")?;
         tx.move_stage(ada, "responder")?;
         tx.modify(ada, |c| c.name = "ada lovelace".into())?;
