@@ -88,14 +88,26 @@ pub(crate) fn id_of(body: &Value) -> u64 {
 
 /// Reads one HTTP/1.1 response (headers and a Content-Length body) from a stream.
 pub(crate) fn read_response(stream: &mut std::net::TcpStream) -> (u16, Value) {
-    use std::io::Read;
+    match try_read_response(stream) {
+        Ok(response) => response,
+        Err(e) => panic!("reading a response: {e}"),
+    }
+}
+
+/// As [`read_response`], with a closed or failed connection (a server that died) as an
+/// error rather than a panic.
+pub(crate) fn try_read_response(stream: &mut std::net::TcpStream) -> std::io::Result<(u16, Value)> {
+    use std::io::{Error, ErrorKind, Read};
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        let n = stream
-            .read(&mut chunk)
-            .expect("read within the socket timeout");
-        assert!(n > 0, "connection closed before a full response");
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(Error::new(
+                ErrorKind::UnexpectedEof,
+                "connection closed before a full response",
+            ));
+        }
         buffer.extend_from_slice(&chunk[..n]);
         let Some(split) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
             continue;
@@ -122,7 +134,7 @@ pub(crate) fn read_response(stream: &mut std::net::TcpStream) -> (u16, Value) {
             } else {
                 serde_json::from_slice(body).expect("JSON body")
             };
-            return (status, json);
+            return Ok((status, json));
         }
     }
 }
