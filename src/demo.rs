@@ -477,11 +477,10 @@ impl Generator {
         load.batch_size(BATCH as usize);
         while start < self.contacts {
             let end = (start + BATCH).min(self.contacts);
-            let demos: Vec<DemoContact> = (start..end).map(|i| self.contact(i)).collect();
+            let mut contacts = Vec::new();
             let mut orders = Vec::new();
             let mut activities = Vec::new();
-            let mut contacts = Vec::with_capacity(demos.len());
-            for demo in demos {
+            for demo in (start..end).map(|i| self.contact(i)) {
                 contacts.push(demo.contact);
                 orders.push(demo.orders);
                 activities.push(demo.activities);

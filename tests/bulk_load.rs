@@ -47,6 +47,32 @@ fn describe(e: &Error) -> String {
     }
 }
 
+/// A report's refusals: input position and a description of the error.
+fn rejections(report: &crmdb::BulkReport) -> Vec<(u64, String)> {
+    report
+        .rejected
+        .iter()
+        .map(|r| (r.position, describe(&r.error)))
+        .collect()
+}
+
+/// Inserts the records one by one in one transaction; returns the refusals as
+/// [`rejections`] gives a bulk load's.
+fn insert_one_by_one<R: crmdb::Record>(
+    db: &Database,
+    records: Vec<R>,
+) -> crmdb::Result<Vec<(u64, String)>> {
+    db.write(|tx| {
+        let mut refused = Vec::new();
+        for (position, record) in records.into_iter().enumerate() {
+            if let Err(e) = tx.insert(record) {
+                refused.push((position as u64, describe(&e)));
+            }
+        }
+        Ok(refused)
+    })
+}
+
 fn load(threads: usize, batch: usize) -> crmdb::Result<(Database, Vec<(u64, String)>)> {
     // A stopped clock, so that creation times agree between loads.
     let clock = std::sync::Arc::new(crmdb::ManualClock::new(crmdb::Timestamp(1_790_000_000)));
@@ -70,12 +96,7 @@ fn load(threads: usize, batch: usize) -> crmdb::Result<(Database, Vec<(u64, Stri
         .threads(threads)
         .batch_size(batch)
         .run(contacts(5000), |_| {})?;
-    let rejected = report
-        .rejected
-        .iter()
-        .map(|r| (r.position, describe(&r.error)))
-        .collect();
-    Ok((db, rejected))
+    Ok((db, rejections(&report)))
 }
 
 #[test]
@@ -276,47 +297,22 @@ fn related_records_load_as_inserts_would() -> crmdb::Result<()> {
     let (orders, activities) = related(CONTACTS);
 
     let one_by_one = open()?;
-    let mut expected_rejections = Vec::new();
-    let insert_all = |db: &Database, records: Vec<_>, out: &mut Vec<(u64, String)>| {
-        db.write(|tx| -> crmdb::Result<()> {
-            for (position, record) in records.into_iter().enumerate() {
-                if let Err(e) = tx.insert::<Order>(record) {
-                    out.push((position as u64, describe(&e)));
-                }
-            }
-            Ok(())
-        })
-    };
-    insert_all(&one_by_one, orders.clone(), &mut expected_rejections)?;
-    let mut activity_rejections = Vec::new();
-    one_by_one.write(|tx| -> crmdb::Result<()> {
-        for (position, record) in activities.clone().into_iter().enumerate() {
-            if let Err(e) = tx.insert(record) {
-                activity_rejections.push((position as u64, describe(&e)));
-            }
-        }
-        Ok(())
-    })?;
+    let order_rejections = insert_one_by_one(&one_by_one, orders.clone())?;
+    let activity_rejections = insert_one_by_one(&one_by_one, activities.clone())?;
 
     let bulk = open()?;
     let mut load = BulkLoad::new(&bulk);
     load.batch_size(100_000);
     let report = load.run(orders, |_| {})?;
-    let rejected: Vec<(u64, String)> = report
-        .rejected
-        .iter()
-        .map(|r| (r.position, describe(&r.error)))
-        .collect();
-    assert_eq!(rejected, expected_rejections, "order rejections");
-    assert!(!rejected.is_empty(), "the data has refused orders");
+    assert_eq!(rejections(&report), order_rejections, "order rejections");
+    assert!(!order_rejections.is_empty(), "the data has refused orders");
     assert_eq!(report.rows.len() as u64, report.inserted);
     let report = load.run(activities, |_| {})?;
-    let rejected: Vec<(u64, String)> = report
-        .rejected
-        .iter()
-        .map(|r| (r.position, describe(&r.error)))
-        .collect();
-    assert_eq!(rejected, activity_rejections, "activity rejections");
+    assert_eq!(
+        rejections(&report),
+        activity_rejections,
+        "activity rejections"
+    );
 
     assert_same(
         &related_state(&bulk)?,

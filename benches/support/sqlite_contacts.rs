@@ -65,11 +65,7 @@ pub fn durable_file(path: &Path) -> Connection {
 
 /// Another connection to a file made by [`durable_file`].
 pub fn open_durable(path: &Path) -> Connection {
-    let conn = Connection::open(path).expect("sqlite file");
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .expect("wal");
-    conn.pragma_update(None, "synchronous", "FULL")
-        .expect("synchronous");
+    let conn = open_wal(path, "FULL");
     conn.busy_timeout(std::time::Duration::from_secs(60))
         .expect("busy timeout");
     conn
@@ -78,12 +74,17 @@ pub fn open_durable(path: &Path) -> Connection {
 /// A file in WAL mode (`synchronous=NORMAL`, the usual bulk-load setting) with the
 /// tables and no indexes yet.
 pub fn file_for_load(path: &Path) -> Connection {
+    let conn = open_wal(path, "NORMAL");
+    conn.execute_batch(TABLES).expect("sqlite tables");
+    conn
+}
+
+fn open_wal(path: &Path, synchronous: &str) -> Connection {
     let conn = Connection::open(path).expect("sqlite file");
     conn.pragma_update(None, "journal_mode", "WAL")
         .expect("wal");
-    conn.pragma_update(None, "synchronous", "NORMAL")
+    conn.pragma_update(None, "synchronous", synchronous)
         .expect("synchronous");
-    conn.execute_batch(TABLES).expect("sqlite tables");
     conn
 }
 

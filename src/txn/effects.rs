@@ -23,6 +23,15 @@ pub(super) struct FollowUp {
     updates: Vec<(ContactId, Contact, Contact, Option<StageChange>)>,
 }
 
+/// A write of a record that affects contacts: the record in its new form, the effect
+/// of the version it replaces, and whether it is new.
+#[derive(Clone, Copy)]
+struct Written {
+    pending: Pending,
+    old_effect: Option<ContactEffect>,
+    inserted: bool,
+}
+
 /// A record about to be written: its kind, row and effect, counted in its new form
 /// when its contact's figures are recomputed.
 #[derive(Clone, Copy)]
@@ -54,15 +63,6 @@ impl WriteTransaction {
         if contacts.is_empty() {
             return Ok(None);
         }
-        let event = match effect.contribution {
-            Contribution::Order { .. } => {
-                let newly_paid = effect.paid_order() && !old_effect.is_some_and(|e| e.paid_order());
-                newly_paid.then_some(Event::PaidOrder { first: false })
-            }
-            Contribution::Activity { inbound, .. } => {
-                (old.is_none() && inbound).then_some(Event::InboundActivity)
-            }
-        };
         let pending = Pending {
             kind: R::KIND,
             row,
@@ -75,40 +75,13 @@ impl WriteTransaction {
                 // Figures of contacts in the recycle bin are recomputed on restore.
                 continue;
             }
-            let mut next = old_contact.clone();
-            if old.is_none() {
-                // A new record counts on top of the stored figures, which always equal
-                // the recomputation: counts, sums of non-negative totals and latest
-                // times do not depend on the order records are counted in.
-                pending.effect.add_to(*contact_id, &mut next.stats);
-            } else {
-                next.stats = self.contact_stats(*contact_id, Some(pending))?;
-            }
-            let mut change = None;
             // Only the contact the record is about now moves.
-            if i == 0
-                && let Some(event) = event
-            {
-                let event = match event {
-                    Event::PaidOrder { .. } => Event::PaidOrder {
-                        first: old_contact.stats.order_count == 0,
-                    },
-                    other => other,
-                };
-                let config = self.config_arc()?;
-                if let Some((rule, cause)) =
-                    auto::triggered(&config.machines, event, &old_contact.stage)
-                {
-                    next.stage = rule.to.clone();
-                    change = self.check_stage(
-                        contact_id.get(),
-                        Some(&old_contact),
-                        &mut next,
-                        MoveOp::Automatic(cause),
-                    )?;
-                }
-            }
-            next.updated_at = self.now();
+            let written = Written {
+                pending,
+                old_effect,
+                inserted: old.is_none(),
+            };
+            let (next, change) = self.contact_next(*contact_id, &old_contact, written, i == 0)?;
             if next != old_contact {
                 updates.push((*contact_id, old_contact, next, change));
             }
@@ -119,16 +92,65 @@ impl WriteTransaction {
         }))
     }
 
+    /// The next state of contact `id`, now `current`, when a record is written: its
+    /// figures and, when it `moves`, the automatic move the write triggers (its stage
+    /// set).
+    fn contact_next(
+        &mut self,
+        id: ContactId,
+        current: &Contact,
+        written: Written,
+        moves: bool,
+    ) -> Result<(Contact, Option<StageChange>)> {
+        let Written {
+            pending,
+            old_effect,
+            inserted,
+        } = written;
+        let effect = pending.effect;
+        let mut next = current.clone();
+        if inserted {
+            // A new record counts on top of the current figures, which always equal
+            // the recomputation: counts, sums of non-negative totals and latest times
+            // do not depend on the order records are counted in.
+            effect.add_to(id, &mut next.stats);
+        } else {
+            next.stats = self.contact_stats(id, Some(pending))?;
+        }
+        let event = match effect.contribution {
+            Contribution::Order { .. } => {
+                let newly_paid = effect.paid_order() && !old_effect.is_some_and(|e| e.paid_order());
+                newly_paid.then_some(Event::PaidOrder {
+                    first: current.stats.order_count == 0,
+                })
+            }
+            Contribution::Activity { inbound, .. } => {
+                (inserted && inbound).then_some(Event::InboundActivity)
+            }
+        };
+        let mut change = None;
+        if moves && let Some(event) = event {
+            let config = self.config_arc()?;
+            if let Some((rule, cause)) = auto::triggered(&config.machines, event, &current.stage) {
+                next.stage = rule.to.clone();
+                change =
+                    self.check_stage(id.get(), Some(current), &mut next, MoveOp::Automatic(cause))?;
+                if let Some(change) = &change {
+                    next.stage = change.to.clone();
+                }
+            }
+        }
+        next.updated_at = self.now();
+        Ok((next, change))
+    }
+
     pub(super) fn apply_follow_up(&mut self, follow_up: Option<FollowUp>) -> Result<()> {
         let Some(follow_up) = follow_up else {
             return Ok(());
         };
         let (kind, id) = follow_up.source;
         self.with_cause(Cause::Effect { kind, id }, |tx| {
-            for (id, old, mut new, change) in follow_up.updates {
-                if let Some(change) = &change {
-                    new.stage = change.to.clone();
-                }
+            for (id, old, new, change) in follow_up.updates {
                 tx.write_row(id.get(), Some(&old), &new)?;
                 if let Some(change) = change {
                     tx.append_history(EntityKind::Contact, id.get(), &change)?;
@@ -256,7 +278,7 @@ impl WriteTransaction {
         }
         self.check_record(&record, None)?;
         let change = self.check_stage(row, None, &mut record, MoveOp::Create)?;
-        let planned = self.plan_gathered(batch, &record)?;
+        let planned = self.plan_gathered(batch, row, &record)?;
         self.next_rows.insert(R::KIND, row + 1);
         self.write_row(row, None, &record)?;
         if let Some(change) = change {
@@ -297,6 +319,7 @@ impl WriteTransaction {
     fn plan_gathered<R: Record>(
         &mut self,
         batch: &RelatedBatch,
+        row: u32,
         record: &R,
     ) -> Result<Option<(ContactId, Contact, Contact, Option<StageChange>)>> {
         let Some(effect) = record.contact_effect() else {
@@ -304,6 +327,11 @@ impl WriteTransaction {
         };
         let Some(contact) = effect.contact else {
             return Ok(None);
+        };
+        let pending = Pending {
+            kind: R::KIND,
+            row,
+            effect,
         };
         let (loaded, current) = match batch.index.get(&contact) {
             Some(&at) => {
@@ -318,31 +346,12 @@ impl WriteTransaction {
         if current.deleted_at.is_some() {
             return Ok(None);
         }
-        let event = match effect.contribution {
-            Contribution::Order { .. } => effect.paid_order().then_some(Event::PaidOrder {
-                first: current.stats.order_count == 0,
-            }),
-            Contribution::Activity { inbound, .. } => inbound.then_some(Event::InboundActivity),
+        let written = Written {
+            pending,
+            old_effect: None,
+            inserted: true,
         };
-        let mut next = current.clone();
-        effect.add_to(contact, &mut next.stats);
-        let mut change = None;
-        if let Some(event) = event {
-            let config = self.config_arc()?;
-            if let Some((rule, cause)) = auto::triggered(&config.machines, event, &current.stage) {
-                next.stage = rule.to.clone();
-                change = self.check_stage(
-                    contact.get(),
-                    Some(&current),
-                    &mut next,
-                    MoveOp::Automatic(cause),
-                )?;
-                if let Some(change) = &change {
-                    next.stage = change.to.clone();
-                }
-            }
-        }
-        next.updated_at = self.now();
+        let (next, change) = self.contact_next(contact, &current, written, true)?;
         Ok(Some((contact, loaded, next, change)))
     }
 }

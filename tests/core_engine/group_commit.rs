@@ -27,38 +27,48 @@ fn stored_emails(db: &Database) -> crmdb::Result<BTreeSet<String>> {
     })
 }
 
+/// Starts `THREADS` threads that run `work(db, thread)` all at once.
+fn writers<T: Send + 'static>(
+    db: &Arc<Database>,
+    work: fn(&Database, usize) -> T,
+) -> Vec<std::thread::JoinHandle<T>> {
+    let start = Arc::new(Barrier::new(THREADS));
+    (0..THREADS)
+        .map(|t| {
+            let (db, start) = (Arc::clone(db), Arc::clone(&start));
+            std::thread::spawn(move || {
+                start.wait();
+                work(&db, t)
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn grouped_writers_share_commits_and_every_acknowledged_write_is_durable() -> crmdb::Result<()> {
     let dir = TempDir::new("group-commit");
     let path = dir.0.join("crm.redb");
     let db = Arc::new(Database::create(&path)?);
-    let start = Arc::new(Barrier::new(THREADS));
-    let handles: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let (db, start) = (Arc::clone(&db), Arc::clone(&start));
-            std::thread::spawn(move || {
-                start.wait();
-                let mut acknowledged = Vec::new();
-                for i in 0..WRITES {
-                    // Every fifth write inserts and then fails: it must leave no trace.
-                    let fails = i % 5 == 4;
-                    let result = db.write_grouped(|tx| {
-                        tx.insert(contact(&format!("t{t}-{i}"), &email(t, i)))?;
-                        if fails {
-                            return Err(Error::InvalidArgument("refused by the caller".into()));
-                        }
-                        Ok(())
-                    });
-                    match (fails, result) {
-                        (false, Ok(())) => acknowledged.push(email(t, i)),
-                        (true, Err(Error::InvalidArgument(_))) => {}
-                        (fails, other) => panic!("write {t}/{i} (fails: {fails}): {other:?}"),
-                    }
+    let handles = writers(&db, |db, t| {
+        let mut acknowledged = Vec::new();
+        for i in 0..WRITES {
+            // Every fifth write inserts and then fails: it must leave no trace.
+            let fails = i % 5 == 4;
+            let result = db.write_grouped(|tx| {
+                tx.insert(contact(&format!("t{t}-{i}"), &email(t, i)))?;
+                if fails {
+                    return Err(Error::InvalidArgument("refused by the caller".into()));
                 }
-                acknowledged
-            })
-        })
-        .collect();
+                Ok(())
+            });
+            match (fails, result) {
+                (false, Ok(())) => acknowledged.push(email(t, i)),
+                (true, Err(Error::InvalidArgument(_))) => {}
+                (fails, other) => panic!("write {t}/{i} (fails: {fails}): {other:?}"),
+            }
+        }
+        acknowledged
+    });
     let acknowledged: BTreeSet<String> = handles
         .into_iter()
         .flat_map(|h| h.join().expect("a writer thread"))
@@ -98,30 +108,23 @@ fn grouped_writers_share_commits_and_every_acknowledged_write_is_durable() -> cr
 fn a_panicking_or_refused_caller_takes_back_only_its_own_writes() -> crmdb::Result<()> {
     let db = Arc::new(Database::in_memory()?);
     db.write(|tx| tx.insert(contact("taken", "taken@example.com")).map(drop))?;
-    let start = Arc::new(Barrier::new(THREADS));
-    let handles: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let (db, start) = (Arc::clone(&db), Arc::clone(&start));
-            std::thread::spawn(move || {
-                start.wait();
-                for i in 0..WRITES {
-                    let result = db.write_grouped(|tx| -> crmdb::Result<()> {
-                        tx.insert(contact("mine", &email(t, i)))?;
-                        match (t, i % 10) {
-                            (0, 3) => panic!("a caller's own bug"),
-                            // Refused by the engine after a write of its own.
-                            (1, _) => tx.insert(contact("dup", "taken@example.com")).map(drop),
-                            _ => Ok(()),
-                        }
-                    });
-                    match (t, result) {
-                        (1, Err(Error::Duplicate { .. })) | (2.., Ok(())) | (0, Ok(())) => {}
-                        (t, other) => panic!("write {t}/{i}: {other:?}"),
-                    }
+    let handles = writers(&db, |db, t| {
+        for i in 0..WRITES {
+            let result = db.write_grouped(|tx| -> crmdb::Result<()> {
+                tx.insert(contact("mine", &email(t, i)))?;
+                match (t, i % 10) {
+                    (0, 3) => panic!("a caller's own bug"),
+                    // Refused by the engine after a write of its own.
+                    (1, _) => tx.insert(contact("dup", "taken@example.com")).map(drop),
+                    _ => Ok(()),
                 }
-            })
-        })
-        .collect();
+            });
+            match (t, result) {
+                (1, Err(Error::Duplicate { .. })) | (2.., Ok(())) | (0, Ok(())) => {}
+                (t, other) => panic!("write {t}/{i}: {other:?}"),
+            }
+        }
+    });
     for (t, handle) in handles.into_iter().enumerate() {
         assert_eq!(handle.join().is_err(), t == 0, "only thread 0 panicked");
     }
