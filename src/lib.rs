@@ -162,17 +162,33 @@ pub mod raw {
         crate::codec::encode(record)
     }
 
-    /// Decodes one stored bitmap chunk.
+    /// Decodes one stored bitmap chunk, number `chunk` (row ids `chunk << 12` to
+    /// `chunk << 12 | 4095`), on its own.
     ///
     /// # Errors
     /// [`crate::Error::Corrupt`] or [`crate::Error::UnsupportedFormat`].
-    pub fn decode_bitmap(bytes: &[u8]) -> Result<roaring::RoaringBitmap> {
-        crate::codec::decode_bitmap("bitmap", &"raw", bytes)
+    pub fn decode_chunk(chunk: u32, bytes: &[u8]) -> Result<roaring::RoaringBitmap> {
+        let window = crate::index::store::chunk_range(chunk);
+        crate::codec::decode_chunk("bitmap chunk", &"raw", window, bytes)
     }
 
-    /// Encodes one bitmap as it is stored.
-    pub fn encode_bitmap(bitmap: &roaring::RoaringBitmap) -> Vec<u8> {
-        crate::codec::encode_bitmap(bitmap)
+    /// Builds one bitmap from stored chunks, as loading a bitmap does.
+    ///
+    /// # Errors
+    /// [`crate::Error::Corrupt`] or [`crate::Error::UnsupportedFormat`].
+    pub fn assemble_chunks(chunks: &[(u32, &[u8])]) -> Result<roaring::RoaringBitmap> {
+        let mut assembler = crate::codec::ChunkAssembler::new();
+        for &(chunk, bytes) in chunks {
+            let window = crate::index::store::chunk_range(chunk);
+            assembler.add("bitmap chunk", &"raw", window, bytes)?;
+        }
+        Ok(assembler.finish())
+    }
+
+    /// Encodes one chunk, number `chunk`, of rows inside it, as it is stored.
+    pub fn encode_chunk(chunk: u32, bitmap: &roaring::RoaringBitmap) -> Vec<u8> {
+        let window = crate::index::store::chunk_range(chunk);
+        crate::codec::encode_chunk(&mut bitmap.clone(), window)
     }
 }
 

@@ -56,9 +56,9 @@ fn sources(dir: &str) -> Vec<(String, String)> {
 const BELOW_TXN: [&str; 10] = [
     "src/assign.rs",
     "src/clock.rs",
-    "src/codec.rs",
+    "src/codec/",
     "src/config.rs",
-    "src/error.rs",
+    "src/error/",
     "src/index/",
     "src/lifecycle/",
     "src/query/",

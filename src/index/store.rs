@@ -5,7 +5,7 @@ use roaring::RoaringBitmap;
 
 use super::bsi::BUCKETS;
 use super::{BitDelta, Bsi, IndexDelta};
-use crate::codec;
+use crate::codec::{self, ChunkAssembler};
 use crate::error::{Error, Result};
 
 type Key<'a> = (&'a str, u32);
@@ -15,25 +15,38 @@ type Key<'a> = (&'a str, u32);
 /// bitmap loads from a few hundred entries.
 pub(crate) const CHUNK_BITS: u32 = 12;
 
-fn chunk_range(chunk: u32) -> std::ops::RangeInclusive<u32> {
+pub(crate) fn chunk_range(chunk: u32) -> std::ops::RangeInclusive<u32> {
     let lo = chunk << CHUNK_BITS;
     lo..=lo | ((1 << CHUNK_BITS) - 1)
 }
 
-fn decode_chunk(key: &str, chunk: u32, bytes: &[u8]) -> Result<RoaringBitmap> {
-    let name = format!("{key}@{chunk}");
-    let bitmap = codec::decode_bitmap("bitmap chunk", &name, bytes)?;
-    let range = chunk_range(chunk);
-    let inside = bitmap.min().is_none_or(|m| range.contains(&m))
-        && bitmap.max().is_none_or(|m| range.contains(&m));
-    if !inside {
-        return Err(Error::Corrupt {
-            what: "bitmap chunk",
-            key: name,
-            reason: "row ids outside the chunk".into(),
-        });
+/// A chunk's name in errors, `key@chunk`, formatted only when one is reported.
+struct ChunkName<'a>(&'a str, u32);
+
+impl std::fmt::Display for ChunkName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.0, self.1)
     }
-    Ok(bitmap)
+}
+
+/// Decodes one chunk on its own, for a write that changes it.
+fn decode_chunk(key: &str, chunk: u32, bytes: &[u8]) -> Result<RoaringBitmap> {
+    codec::decode_chunk(
+        "bitmap chunk",
+        &ChunkName(key, chunk),
+        chunk_range(chunk),
+        bytes,
+    )
+}
+
+/// Adds one stored chunk to a bitmap being loaded.
+fn add_chunk(into: &mut ChunkAssembler, key: &str, chunk: u32, bytes: &[u8]) -> Result<()> {
+    into.add(
+        "bitmap chunk",
+        &ChunkName(key, chunk),
+        chunk_range(chunk),
+        bytes,
+    )
 }
 
 /// The chunks holding the rows of `rows`.
@@ -48,13 +61,13 @@ pub(crate) fn load_chunks<T>(table: &T, key: &str, chunks: &[u32]) -> Result<Roa
 where
     T: ReadableTable<Key<'static>, &'static [u8]>,
 {
-    let mut bitmap = RoaringBitmap::new();
+    let mut bitmap = ChunkAssembler::new();
     for &chunk in chunks {
         if let Some(v) = table.get((key, chunk))? {
-            bitmap |= decode_chunk(key, chunk, v.value())?;
+            add_chunk(&mut bitmap, key, chunk, v.value())?;
         }
     }
-    Ok(bitmap)
+    Ok(bitmap.finish())
 }
 
 /// Loads a whole bitmap (all chunks).
@@ -62,13 +75,12 @@ pub(crate) fn load_bitmap<T>(table: &T, key: &str) -> Result<RoaringBitmap>
 where
     T: ReadableTable<Key<'static>, &'static [u8]>,
 {
-    let mut bitmap = RoaringBitmap::new();
+    let mut bitmap = ChunkAssembler::new();
     for entry in table.range((key, 0u32)..=(key, u32::MAX))? {
         let (k, v) = entry?;
-        let chunk = k.value().1;
-        bitmap |= decode_chunk(key, chunk, v.value())?;
+        add_chunk(&mut bitmap, key, k.value().1, v.value())?;
     }
-    Ok(bitmap)
+    Ok(bitmap.finish())
 }
 
 /// The first key after every key that starts with `prefix`, for prefix range scans.
@@ -104,46 +116,82 @@ where
 {
     let mut bsi = Bsi::default();
     let end = prefix_end(base).unwrap_or_default();
+    // The bitmap being read: its name, where it goes, and its chunks so far. A name's
+    // chunks are adjacent in key order.
+    let mut current: Option<(String, Part, ChunkAssembler)> = None;
     for entry in table.range((base, 0u32)..(end.as_str(), 0u32))? {
         let (k, v) = entry?;
         let (name, chunk) = k.value();
         if chunks.is_some_and(|wanted| wanted.binary_search(&chunk).is_err()) {
             continue;
         }
-        let chunk_bitmap = decode_chunk(name, chunk, v.value())?;
-        let suffix = &name[base.len()..];
+        if current.as_ref().is_none_or(|(n, ..)| n != name) {
+            if let Some((_, part, bitmap)) = current.take() {
+                part.place(&mut bsi, bitmap.finish());
+            }
+            let part = Part::of(name, &name[base.len()..])?;
+            current = Some((name.to_owned(), part, ChunkAssembler::new()));
+        }
+        if let Some((_, _, bitmap)) = current.as_mut() {
+            add_chunk(bitmap, name, chunk, v.value())?;
+        }
+    }
+    if let Some((_, part, bitmap)) = current {
+        part.place(&mut bsi, bitmap.finish());
+    }
+    bsi.trim();
+    Ok(bsi)
+}
+
+/// Which bitmap of a numeric index a key names, from its suffix after the base.
+#[derive(Clone, Copy)]
+enum Part {
+    Exists,
+    Bucket(u16),
+    Slice(usize),
+}
+
+impl Part {
+    fn of(name: &str, suffix: &str) -> Result<Part> {
         if suffix == "e" {
-            bsi.exists |= chunk_bitmap;
-        } else if let Some(bucket) = suffix.strip_prefix('b') {
-            let bucket: u16 = bucket
+            return Ok(Part::Exists);
+        }
+        if let Some(bucket) = suffix.strip_prefix('b') {
+            return bucket
                 .parse()
                 .ok()
                 .filter(|b| *b < BUCKETS)
+                .map(Part::Bucket)
                 .ok_or_else(|| Error::Corrupt {
                     what: "numeric index",
                     key: name.to_owned(),
                     reason: "bad bucket name".into(),
-                })?;
-            *bsi.buckets.entry(bucket).or_default() |= chunk_bitmap;
-        } else {
-            let bit: usize =
-                suffix
-                    .parse()
-                    .ok()
-                    .filter(|b| *b < 64)
-                    .ok_or_else(|| Error::Corrupt {
-                        what: "numeric index",
-                        key: name.to_owned(),
-                        reason: "bad slice name".into(),
-                    })?;
-            if bsi.slices.len() <= bit {
-                bsi.slices.resize_with(bit + 1, RoaringBitmap::new);
+                });
+        }
+        suffix
+            .parse()
+            .ok()
+            .filter(|b| *b < 64)
+            .map(Part::Slice)
+            .ok_or_else(|| Error::Corrupt {
+                what: "numeric index",
+                key: name.to_owned(),
+                reason: "bad slice name".into(),
+            })
+    }
+
+    fn place(self, bsi: &mut Bsi, bitmap: RoaringBitmap) {
+        match self {
+            Part::Exists => bsi.exists |= bitmap,
+            Part::Bucket(bucket) => *bsi.buckets.entry(bucket).or_default() |= bitmap,
+            Part::Slice(bit) => {
+                if bsi.slices.len() <= bit {
+                    bsi.slices.resize_with(bit + 1, RoaringBitmap::new);
+                }
+                bsi.slices[bit] |= bitmap;
             }
-            bsi.slices[bit] |= chunk_bitmap;
         }
     }
-    bsi.trim();
-    Ok(bsi)
 }
 
 /// The distinct chunks (row id >> CHUNK_BITS) a bitmap touches.
@@ -181,7 +229,7 @@ fn merge_bitmap(
             Some(bytes) => Some(decode_chunk(key, chunk, bytes.value())?),
             None => None,
         };
-        let merged = match existing {
+        let mut merged = match existing {
             None => add,
             Some(mut bitmap) => {
                 bitmap -= &remove;
@@ -192,7 +240,10 @@ fn merge_bitmap(
         if merged.is_empty() {
             table.remove((key, chunk))?;
         } else {
-            table.insert((key, chunk), codec::encode_bitmap(&merged).as_slice())?;
+            table.insert(
+                (key, chunk),
+                codec::encode_chunk(&mut merged, chunk_range(chunk)).as_slice(),
+            )?;
         }
     }
     Ok(())

@@ -88,12 +88,22 @@ pub(crate) fn initialise(redb: &redb::Database, machines: Option<&Machines>) -> 
             }
             Some(bytes) => {
                 let version: u8 = codec::decode("meta", &meta::FORMAT, &bytes)?;
-                if version != codec::FORMAT_VERSION {
+                if !(codec::OLDEST_READABLE..=codec::FORMAT_VERSION).contains(&version) {
                     return Err(Error::UnsupportedFormat {
                         what: "database",
                         found: version,
                         supported: codec::FORMAT_VERSION,
                     });
+                }
+                if version < codec::FORMAT_VERSION {
+                    // An older file is upgraded in place: its values decode as they
+                    // are, new ones are written in this format, and the format entry
+                    // says so, in this same commit, so that an older build refuses the
+                    // file instead of meeting values it cannot read.
+                    table.insert(
+                        meta::FORMAT,
+                        codec::encode(&codec::FORMAT_VERSION).as_slice(),
+                    )?;
                 }
                 if let Some(wanted) = machines {
                     let stored = table.get(meta::MACHINES)?.map(|v| v.value().to_vec());

@@ -5,21 +5,40 @@ use crmdb::{
     Rule, Snapshot, Stage, Subject, Task, TaskId,
 };
 
-use crate::support::{Scratch, TestResult, change, fixture, open_copy, rows, strs, utc};
+use crate::support::{Fixture, Scratch, TestResult, change, open_copy, rows, strs, utc};
 
 /// The copy takes writes through every path the fixture's stored state feeds:
 /// assignment round robin, natural keys, tags, both machines, the recycle bin, static
 /// and dynamic segments, and row ids that continue past the purged ones.
 #[test]
 fn the_copy_takes_new_writes() -> TestResult {
-    let committed = std::fs::read(fixture())?;
+    for fixture in Fixture::ALL {
+        eprintln!("the_copy_takes_new_writes: {fixture:?}");
+        the_copy_takes_new_writes_in(fixture)?;
+    }
+    Ok(())
+}
+
+fn the_copy_takes_new_writes_in(fixture: Fixture) -> TestResult {
+    let committed = std::fs::read(fixture.path())?;
     let scratch = Scratch::new("writes");
-    let copy = scratch.copy_of_fixture();
-    let (mut db, clock) = open_copy(&copy)?;
+    let copy = scratch.copy_of_fixture(fixture);
+    let (mut db, _clock) = open_copy(&copy)?;
     assert!(
         db.check_integrity()?,
         "redb integrity of the copy as committed"
     );
+    drop(db);
+    // Opening upgraded the file to the current format in place.
+    {
+        use redb::ReadableDatabase as _;
+        let raw = redb::ReadOnlyDatabase::open(&copy)?;
+        let txn = raw.begin_read()?;
+        let meta = txn.open_table(redb::TableDefinition::<&str, &[u8]>::new("meta"))?;
+        let format = meta.get("format")?.ok_or("no format entry")?;
+        assert_eq!(format.value(), [2, 2], "the format entry after opening");
+    }
+    let (db, clock) = open_copy(&copy)?;
 
     clock.set(utc(2026, 5, 4, 9, 0));
     let (lead, task) = db.write(|tx| -> crmdb::Result<_> {
@@ -149,7 +168,7 @@ fn the_copy_takes_new_writes() -> TestResult {
     drop(db);
 
     assert!(
-        std::fs::read(fixture())? == committed,
+        std::fs::read(fixture.path())? == committed,
         "the committed fixture changed during the test"
     );
     Ok(())

@@ -17,12 +17,20 @@ use crate::expected_queries::QUERIES;
 use crate::expected_sales::{
     expected_activities, expected_orders, expected_owners, expected_products, expected_tasks,
 };
-use crate::support::{Scratch, TestResult, assert_records, open_copy, rows, utc};
+use crate::support::{Fixture, Scratch, TestResult, assert_records, open_copy, rows, utc};
 
 #[test]
 fn records_read_back_field_by_field() -> TestResult {
+    for fixture in Fixture::ALL {
+        eprintln!("records_read_back_field_by_field: {fixture:?}");
+        records_read_back_field_by_field_in(fixture)?;
+    }
+    Ok(())
+}
+
+fn records_read_back_field_by_field_in(fixture: Fixture) -> TestResult {
     let scratch = Scratch::new("records");
-    let (db, _clock) = open_copy(&scratch.copy_of_fixture())?;
+    let (db, _clock) = open_copy(&scratch.copy_of_fixture(fixture))?;
     db.read(|r| {
         assert_records(r.records::<Contact>()?, expected_contacts());
         assert_records(r.records::<Account>()?, expected_accounts());
@@ -95,8 +103,16 @@ fn records_read_back_field_by_field() -> TestResult {
 
 #[test]
 fn indexes_answer_spelled_out_queries() -> TestResult {
+    for fixture in Fixture::ALL {
+        eprintln!("indexes_answer_spelled_out_queries: {fixture:?}");
+        indexes_answer_spelled_out_queries_in(fixture)?;
+    }
+    Ok(())
+}
+
+fn indexes_answer_spelled_out_queries_in(fixture: Fixture) -> TestResult {
     let scratch = Scratch::new("queries");
-    let (db, _clock) = open_copy(&scratch.copy_of_fixture())?;
+    let (db, _clock) = open_copy(&scratch.copy_of_fixture(fixture))?;
     db.read(|r| {
         for &(kind, text, expected) in QUERIES {
             let query = Query::parse(text)?;
@@ -146,8 +162,16 @@ fn indexes_answer_spelled_out_queries() -> TestResult {
 
 #[test]
 fn histories_segments_and_configuration_read_back() -> TestResult {
+    for fixture in Fixture::ALL {
+        eprintln!("histories_segments_and_configuration_read_back: {fixture:?}");
+        histories_segments_and_configuration_read_back_in(fixture)?;
+    }
+    Ok(())
+}
+
+fn histories_segments_and_configuration_read_back_in(fixture: Fixture) -> TestResult {
     let scratch = Scratch::new("config");
-    let (db, _clock) = open_copy(&scratch.copy_of_fixture())?;
+    let (db, _clock) = open_copy(&scratch.copy_of_fixture(fixture))?;
     db.read(|r| {
         for (row, expected) in expected_contact_histories() {
             let found = r.history(ContactId::new(row))?;

@@ -53,27 +53,63 @@ pub(crate) fn line(product: u32, quantity: u32, unit_price: i64) -> LineItem {
     }
 }
 
-fn committed_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format_v1.redb")
+/// A committed fixture: one file per format version, written by a build of that
+/// format from the same generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fixture {
+    /// `format_v1.redb`: bitmap chunks in roaring's portable layout alone. Opening it
+    /// upgrades it to format 2 in place.
+    V1,
+    /// `format_v2.redb`: bitmap chunks with a form tag (`src/codec/chunk.rs`).
+    V2,
 }
 
-/// The committed fixture, rewritten first (once per test run) when
-/// `CRMDB_WRITE_FIXTURE=1` asks for it.
-pub(crate) fn fixture() -> &'static Path {
-    static FIXTURE: OnceLock<PathBuf> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let path = committed_path();
-        if std::env::var("CRMDB_WRITE_FIXTURE").is_ok_and(|v| v == "1") {
-            regenerate(&path);
+impl Fixture {
+    pub(crate) const ALL: [Fixture; 2] = [Fixture::V1, Fixture::V2];
+
+    /// The format version the file was written in.
+    pub(crate) fn version(self) -> u8 {
+        match self {
+            Fixture::V1 => 1,
+            Fixture::V2 => 2,
         }
-        assert!(
-            path.is_file(),
-            "{} is missing: it is committed with the repository and pins format 1; \
-             restore it from git, or write a new one on purpose with `{REGENERATE}`",
-            path.display()
-        );
-        path
-    })
+    }
+
+    fn file_name(self) -> String {
+        format!("format_v{}.redb", self.version())
+    }
+
+    fn committed_path(self) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(self.file_name())
+    }
+
+    /// The committed file. `CRMDB_WRITE_FIXTURE=1` rewrites the current format's file
+    /// first (once per test run); older ones stay as committed, since this build cannot
+    /// write their format.
+    pub(crate) fn path(self) -> &'static Path {
+        static FIXTURES: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
+        FIXTURES[self as usize].get_or_init(|| {
+            let path = self.committed_path();
+            if self == Fixture::V2 && std::env::var("CRMDB_WRITE_FIXTURE").is_ok_and(|v| v == "1") {
+                regenerate(&path);
+            }
+            assert!(
+                path.is_file(),
+                "{} is missing: it is committed with the repository and pins format {}; \
+                 restore it from git{}",
+                path.display(),
+                self.version(),
+                if self == Fixture::V2 {
+                    format!(", or write a new one on purpose with `{REGENERATE}`")
+                } else {
+                    String::new()
+                }
+            );
+            path
+        })
+    }
 }
 
 /// Writes the fixture next to its final place and renames it over, so that a failed
@@ -110,12 +146,12 @@ impl Scratch {
         Scratch(path)
     }
 
-    /// A fresh copy of the committed fixture in this directory. Written from the bytes
+    /// A fresh copy of a committed fixture in this directory. Written from the bytes
     /// rather than with `fs::copy`, so that the copy is writable whatever the committed
     /// file's permissions.
-    pub(crate) fn copy_of_fixture(&self) -> PathBuf {
-        let copy = self.0.join("format_v1.redb");
-        let bytes = std::fs::read(fixture()).expect("read the committed fixture");
+    pub(crate) fn copy_of_fixture(&self, fixture: Fixture) -> PathBuf {
+        let copy = self.0.join(fixture.file_name());
+        let bytes = std::fs::read(fixture.path()).expect("read the committed fixture");
         std::fs::write(&copy, bytes).expect("write the scratch copy");
         copy
     }

@@ -3,18 +3,26 @@
 //!
 //! Every stored value starts with a format-version byte. Records and metadata are
 //! `[FORMAT_VERSION] ++ bincode(standard, fixed limit)`; bitmap chunks are
-//! `[FORMAT_VERSION] ++ roaring portable serialisation`. Decoding never panics: bad bytes
-//! come back as [`Error::Corrupt`], an unknown version as [`Error::UnsupportedFormat`].
+//! `[FORMAT_VERSION] ++` a chunk body ([`chunk`]: a tag, then a roaring portable
+//! serialisation or the chunk's rows as bits). Decoding never panics: bad bytes come
+//! back as [`Error::Corrupt`], an unknown version as [`Error::UnsupportedFormat`].
 
 use std::fmt::Display;
 
-use roaring::RoaringBitmap;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::{Error, Result};
 
+mod chunk;
+
+pub(crate) use chunk::{ChunkAssembler, decode_chunk, encode_chunk};
+
 /// The format version written by this build.
-pub(crate) const FORMAT_VERSION: u8 = 1;
+pub(crate) const FORMAT_VERSION: u8 = 2;
+
+/// The oldest format version this build reads. Format 2 changed only how bitmap chunks
+/// are encoded ([`chunk`]); every other value decodes the same under both.
+pub(crate) const OLDEST_READABLE: u8 = 1;
 
 /// The most bytes one decoded value may claim, so that a corrupt length prefix cannot
 /// make the decoder allocate without bound.
@@ -51,14 +59,14 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
-fn check_version(what: &'static str, key: &dyn Display, bytes: &[u8]) -> Result<()> {
+pub(crate) fn check_version(what: &'static str, key: &dyn Display, bytes: &[u8]) -> Result<()> {
     match bytes.first() {
         None => Err(Error::Corrupt {
             what,
             key: key.to_string(),
             reason: "empty value".into(),
         }),
-        Some(&FORMAT_VERSION) => Ok(()),
+        Some(version) if (OLDEST_READABLE..=FORMAT_VERSION).contains(version) => Ok(()),
         Some(&found) => Err(Error::UnsupportedFormat {
             what,
             found,
@@ -88,55 +96,6 @@ pub(crate) fn decode<T: DeserializeOwned>(
         )));
     }
     Ok(value)
-}
-
-/// Encodes a bitmap chunk.
-pub(crate) fn encode_bitmap(bitmap: &RoaringBitmap) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + bitmap.serialized_size());
-    out.push(FORMAT_VERSION);
-    // Writing into a Vec cannot fail.
-    let _ = bitmap.serialize_into(&mut out);
-    out
-}
-
-/// The portable format's cookies.
-const COOKIE_NO_RUN: u32 = 12346;
-const COOKIE_RUN: u16 = 12347;
-
-/// Decodes a bitmap written by [`encode_bitmap`], checking the header against the byte
-/// length first so that a corrupt header cannot claim more containers than the bytes
-/// could hold.
-pub(crate) fn decode_bitmap(
-    what: &'static str,
-    key: &dyn Display,
-    bytes: &[u8],
-) -> Result<RoaringBitmap> {
-    check_version(what, key, bytes)?;
-    let corrupt = |reason: &str| Error::Corrupt {
-        what,
-        key: key.to_string(),
-        reason: reason.into(),
-    };
-    let body = &bytes[1..];
-    let word = |at: usize| -> Option<u32> {
-        body.get(at..at + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let first = word(0).ok_or_else(|| corrupt("truncated bitmap header"))?;
-    let containers = if first == COOKIE_NO_RUN {
-        word(4).ok_or_else(|| corrupt("truncated bitmap header"))? as usize
-    } else if first as u16 == COOKIE_RUN {
-        (first >> 16) as usize + 1
-    } else {
-        return Err(corrupt("bad bitmap cookie"));
-    };
-    // Each container takes at least 4 header bytes and 2 data bytes.
-    if containers > 65_536 || containers.saturating_mul(6) > body.len() {
-        return Err(corrupt(
-            "bitmap header claims more containers than its bytes hold",
-        ));
-    }
-    RoaringBitmap::deserialize_from(body).map_err(|e| corrupt(&e.to_string()))
 }
 
 /// The top-level fields of a struct value, each with its own encoding: what the change
@@ -342,23 +301,6 @@ mod tests {
         for cut in 1..bytes.len() {
             assert!(decode::<(String, u32)>("test", &"k", &bytes[..cut]).is_err());
         }
-    }
-
-    #[test]
-    fn bitmap_round_trip_and_errors() {
-        let bitmap: RoaringBitmap = (0..5000).chain([70_000, 1 << 20]).collect();
-        let bytes = encode_bitmap(&bitmap);
-        assert_eq!(
-            decode_bitmap("b", &"k", &bytes).expect("round trip"),
-            bitmap
-        );
-        for cut in 0..bytes.len().min(64) {
-            assert!(decode_bitmap("b", &"k", &bytes[..cut]).is_err());
-        }
-        let mut huge = vec![FORMAT_VERSION];
-        huge.extend_from_slice(&COOKIE_NO_RUN.to_le_bytes());
-        huge.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert!(decode_bitmap("b", &"k", &huge).is_err());
     }
 
     #[test]
