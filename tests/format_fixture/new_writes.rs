@@ -5,18 +5,16 @@ use crmdb::{
     Rule, Snapshot, Stage, Subject, Task, TaskId,
 };
 
-use crate::support::{Fixture, Scratch, TestResult, change, open_copy, rows, strs, utc};
+use crate::support::{
+    Fixture, Scratch, TestResult, change, each_fixture, open_copy, rows, strs, utc,
+};
 
 /// The copy takes writes through every path the fixture's stored state feeds:
 /// assignment round robin, natural keys, tags, both machines, the recycle bin, static
 /// and dynamic segments, and row ids that continue past the purged ones.
 #[test]
 fn the_copy_takes_new_writes() -> TestResult {
-    for fixture in Fixture::ALL {
-        eprintln!("the_copy_takes_new_writes: {fixture:?}");
-        the_copy_takes_new_writes_in(fixture)?;
-    }
-    Ok(())
+    each_fixture(the_copy_takes_new_writes_in)
 }
 
 fn the_copy_takes_new_writes_in(fixture: Fixture) -> TestResult {

@@ -2,15 +2,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::support::{Fixture, REGENERATE, Scratch, TestResult, rows};
+use crate::support::{Fixture, REGENERATE, Scratch, TestResult, each_fixture, rows};
 
 #[test]
 fn committed_file_is_a_cleanly_closed_redb_file() -> TestResult {
-    for fixture in Fixture::ALL {
-        eprintln!("committed_file_is_a_cleanly_closed_redb_file: {fixture:?}");
-        committed_file_is_a_cleanly_closed_redb_file_in(fixture)?;
-    }
-    Ok(())
+    each_fixture(committed_file_is_a_cleanly_closed_redb_file_in)
 }
 
 fn committed_file_is_a_cleanly_closed_redb_file_in(fixture: Fixture) -> TestResult {
@@ -50,11 +46,7 @@ fn committed_file_is_a_cleanly_closed_redb_file_in(fixture: Fixture) -> TestResu
 /// bitmap key names, bucket numbering and chunking, and saved segments as query text.
 #[test]
 fn raw_tables_have_the_documented_layout() -> TestResult {
-    for fixture in Fixture::ALL {
-        eprintln!("raw_tables_have_the_documented_layout: {fixture:?}");
-        raw_tables_have_the_documented_layout_in(fixture)?;
-    }
-    Ok(())
+    each_fixture(raw_tables_have_the_documented_layout_in)
 }
 
 fn raw_tables_have_the_documented_layout_in(fixture: Fixture) -> TestResult {

@@ -17,15 +17,13 @@ use crate::expected_queries::QUERIES;
 use crate::expected_sales::{
     expected_activities, expected_orders, expected_owners, expected_products, expected_tasks,
 };
-use crate::support::{Fixture, Scratch, TestResult, assert_records, open_copy, rows, utc};
+use crate::support::{
+    Fixture, Scratch, TestResult, assert_records, each_fixture, open_copy, rows, utc,
+};
 
 #[test]
 fn records_read_back_field_by_field() -> TestResult {
-    for fixture in Fixture::ALL {
-        eprintln!("records_read_back_field_by_field: {fixture:?}");
-        records_read_back_field_by_field_in(fixture)?;
-    }
-    Ok(())
+    each_fixture(records_read_back_field_by_field_in)
 }
 
 fn records_read_back_field_by_field_in(fixture: Fixture) -> TestResult {
@@ -103,11 +101,7 @@ fn records_read_back_field_by_field_in(fixture: Fixture) -> TestResult {
 
 #[test]
 fn indexes_answer_spelled_out_queries() -> TestResult {
-    for fixture in Fixture::ALL {
-        eprintln!("indexes_answer_spelled_out_queries: {fixture:?}");
-        indexes_answer_spelled_out_queries_in(fixture)?;
-    }
-    Ok(())
+    each_fixture(indexes_answer_spelled_out_queries_in)
 }
 
 fn indexes_answer_spelled_out_queries_in(fixture: Fixture) -> TestResult {
@@ -162,11 +156,7 @@ fn indexes_answer_spelled_out_queries_in(fixture: Fixture) -> TestResult {
 
 #[test]
 fn histories_segments_and_configuration_read_back() -> TestResult {
-    for fixture in Fixture::ALL {
-        eprintln!("histories_segments_and_configuration_read_back: {fixture:?}");
-        histories_segments_and_configuration_read_back_in(fixture)?;
-    }
-    Ok(())
+    each_fixture(histories_segments_and_configuration_read_back_in)
 }
 
 fn histories_segments_and_configuration_read_back_in(fixture: Fixture) -> TestResult {

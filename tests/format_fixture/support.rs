@@ -112,6 +112,15 @@ impl Fixture {
     }
 }
 
+/// Runs a check against every committed fixture, naming the one being checked.
+pub(crate) fn each_fixture(check: fn(Fixture) -> TestResult) -> TestResult {
+    for fixture in Fixture::ALL {
+        eprintln!("checking {}", fixture.file_name());
+        check(fixture)?;
+    }
+    Ok(())
+}
+
 /// Writes the fixture next to its final place and renames it over, so that a failed
 /// run never leaves a half-written fixture behind.
 fn regenerate(path: &Path) {
