@@ -11,7 +11,7 @@ use redb::backends::InMemoryBackend;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::feed::{Batch, Retention};
-use crate::index::cache::BitmapCache;
+use crate::index::cache::{BitmapCache, CachePool};
 use crate::lifecycle::Machines;
 use crate::schema::{EntityKind, Timestamp};
 use crate::txn::{FeedState, ReadTransaction, Shared, Snapshot, WriteTransaction};
@@ -35,6 +35,9 @@ pub struct Builder {
     clock: Arc<dyn Clock>,
     change_log: bool,
     retention: Retention,
+    /// A pool the bitmap cache shares with other databases (a tenant set's), instead
+    /// of one of its own of `bitmap_cache_size`.
+    pool: Option<Arc<CachePool>>,
 }
 
 impl Default for Builder {
@@ -72,6 +75,7 @@ impl Builder {
             clock: Arc::new(SystemClock),
             change_log: true,
             retention: Retention::default(),
+            pool: None,
         }
     }
 
@@ -110,6 +114,12 @@ impl Builder {
     /// How much of the change log is kept beyond what registered consumers still need.
     pub fn retention(&mut self, retention: Retention) -> &mut Builder {
         self.retention = retention;
+        self
+    }
+
+    /// Counts the bitmap cache against a pool shared with other databases.
+    pub(crate) fn bitmap_cache_pool(&mut self, pool: Arc<CachePool>) -> &mut Builder {
+        self.pool = Some(pool);
         self
     }
 
@@ -164,7 +174,10 @@ impl Builder {
         Ok(Database {
             inner: Arc::new(Shared {
                 redb,
-                cache: BitmapCache::new(self.bitmap_cache_size),
+                cache: match &self.pool {
+                    Some(pool) => BitmapCache::in_pool(pool),
+                    None => BitmapCache::new(self.bitmap_cache_size),
+                },
                 clock: Arc::clone(&self.clock),
                 config: parking_lot::Mutex::new(None),
                 feed: FeedState::new(self.change_log, self.retention, sequence),
@@ -320,6 +333,26 @@ impl Database {
             Error::InvalidArgument("check_integrity needs the only database handle".into())
         })?;
         Ok(inner.redb.check_integrity()?)
+    }
+
+    /// Writes a consistent copy of the database as it is now to a new file at `path`
+    /// while writers continue: [`ReadTransaction::backup_to`] on a fresh snapshot.
+    ///
+    /// # Errors
+    /// As [`ReadTransaction::backup_to`].
+    pub fn backup(&self, path: impl AsRef<Path>) -> Result<crate::txn::Backup> {
+        self.begin_read()?.backup_to(path)
+    }
+
+    /// How many handles to this database exist (clones and open transactions): a
+    /// tenant set closes only a tenant it alone holds.
+    pub(crate) fn holders(&self) -> usize {
+        Arc::strong_count(&self.inner)
+    }
+
+    /// The bytes of this database's decoded bitmaps in its cache.
+    pub(crate) fn bitmap_cache_bytes(&self) -> usize {
+        self.inner.cache.counters().bytes
     }
 
     /// Counts and sizes, read from one snapshot.

@@ -111,6 +111,7 @@ mod lifecycle;
 mod query;
 mod schema;
 mod storage;
+mod tenants;
 mod txn;
 
 pub mod analytics;
@@ -138,9 +139,12 @@ pub use crate::schema::{
     Owner, OwnerId, Product, ProductId, Record, RecordId, SECONDS_PER_DAY, Stage, Subject, Task,
     TaskId, TaskStatus, Timestamp, Value,
 };
+pub use crate::tenants::{
+    MAX_TENANT_NAME, TenantOptions, TenantSet, TenantStats, check_tenant_name,
+};
 pub use crate::txn::{
-    ReadTransaction, SYSTEM_ACTOR, Snapshot, StagedId, Upserted, WatchRefresh, WriteTransaction,
-    assignment,
+    Backup, ReadTransaction, SYSTEM_ACTOR, Snapshot, StagedId, Upserted, WatchRefresh,
+    WriteTransaction, assignment,
 };
 
 /// Raw decoders for tools that read crmdb's stored bytes (the fuzz targets).

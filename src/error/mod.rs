@@ -207,6 +207,27 @@ pub enum Error {
     #[error("the group commit this write was part of failed: {0}")]
     GroupCommitFailed(String),
 
+    /// No tenant of that name in the tenant set.
+    #[error("unknown tenant {}", quote(.0))]
+    UnknownTenant(String),
+
+    /// A tenant of that name exists already.
+    #[error("tenant {} exists already", quote(.0))]
+    TenantExists(String),
+
+    /// The tenant is held by a caller (or an open transaction), so it cannot be closed
+    /// or dropped now.
+    #[error("tenant {} is in use", quote(.0))]
+    TenantBusy(String),
+
+    /// Every open slot of the tenant set is held by a caller, so no other tenant can be
+    /// opened within the memory budget now.
+    #[error("all {max_open} open tenants are in use; release one and retry")]
+    TenantsBusy {
+        /// The set's open limit.
+        max_open: usize,
+    },
+
     /// An I/O error outside redb (opening a path).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),

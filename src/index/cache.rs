@@ -1,4 +1,5 @@
-//! A bounded cache of decoded bitmaps shared by all transactions of a database.
+//! A bounded cache of decoded bitmaps shared by all transactions of a database, and
+//! pools that bound the caches of several databases together (a tenant set).
 //!
 //! **Invariant**: an entry is keyed by the bitmap key *and* the generation of the commit
 //! that last changed it, read from the caller's own snapshot (`storage::BITMAP_GEN`), so
@@ -45,19 +46,61 @@ struct Entry {
     used: u64,
 }
 
+/// One database's entries in a pool.
 #[derive(Default)]
-struct Inner {
+struct Space {
     map: HashMap<String, Entry>,
     bytes: usize,
-    clock: u64,
     hits: u64,
     misses: u64,
 }
 
-/// The cache; `budget` bounds the sum of the entries' serialised sizes.
-pub(crate) struct BitmapCache {
+#[derive(Default)]
+struct Inner {
+    spaces: HashMap<u64, Space>,
+    bytes: usize,
+    clock: u64,
+    next_space: u64,
+}
+
+/// Memory for decoded bitmaps that several databases share: `budget` bounds the sum of
+/// every database's entries (their serialised sizes), and the least recently used
+/// entries of any of them make room.
+pub(crate) struct CachePool {
     inner: Mutex<Inner>,
     budget: usize,
+}
+
+impl std::fmt::Debug for CachePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachePool")
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CachePool {
+    pub(crate) fn new(budget: usize) -> Arc<CachePool> {
+        Arc::new(CachePool {
+            inner: Mutex::new(Inner::default()),
+            budget,
+        })
+    }
+
+    pub(crate) fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// The bytes of every database's entries.
+    pub(crate) fn bytes(&self) -> usize {
+        self.inner.lock().bytes
+    }
+}
+
+/// One database's cache: its own space in a pool, emptied when it is dropped.
+pub(crate) struct BitmapCache {
+    pool: Arc<CachePool>,
+    space: u64,
 }
 
 /// Counters for statistics.
@@ -70,32 +113,49 @@ pub(crate) struct CacheCounters {
 }
 
 impl BitmapCache {
+    /// A cache with a pool of its own.
     pub(crate) fn new(budget: usize) -> BitmapCache {
+        BitmapCache::in_pool(&CachePool::new(budget))
+    }
+
+    /// A cache whose entries count against `pool`'s budget.
+    pub(crate) fn in_pool(pool: &Arc<CachePool>) -> BitmapCache {
+        let mut inner = pool.inner.lock();
+        let space = inner.next_space;
+        inner.next_space += 1;
+        inner.spaces.insert(space, Space::default());
+        drop(inner);
         BitmapCache {
-            inner: Mutex::new(Inner::default()),
-            budget,
+            pool: Arc::clone(pool),
+            space,
         }
     }
 
     /// Whether the cache holds some generation of `key`: an older one means the key
     /// changes often, and a reader of a few rows may do better reading just those.
     pub(crate) fn holds_any(&self, key: &str) -> bool {
-        self.inner.lock().map.contains_key(key)
+        self.pool
+            .inner
+            .lock()
+            .spaces
+            .get(&self.space)
+            .is_some_and(|space| space.map.contains_key(key))
     }
 
     pub(crate) fn get(&self, key: &str, generation: u64) -> Option<Cached> {
-        let mut inner = self.inner.lock();
+        let mut inner = self.pool.inner.lock();
         inner.clock += 1;
         let clock = inner.clock;
-        match inner.map.get_mut(key) {
+        let space = inner.spaces.get_mut(&self.space)?;
+        match space.map.get_mut(key) {
             Some(entry) if entry.generation == generation => {
                 entry.used = clock;
                 let value = entry.value.clone();
-                inner.hits += 1;
+                space.hits += 1;
                 Some(value)
             }
             _ => {
-                inner.misses += 1;
+                space.misses += 1;
                 None
             }
         }
@@ -103,40 +163,51 @@ impl BitmapCache {
 
     pub(crate) fn insert(&self, key: &str, generation: u64, value: Cached) {
         let bytes = value.bytes();
-        if bytes > self.budget / 4 {
+        let budget = self.pool.budget;
+        if bytes > budget / 4 {
             return;
         }
-        let mut inner = self.inner.lock();
+        let mut guard = self.pool.inner.lock();
+        let inner = &mut *guard;
         inner.clock += 1;
         let used = inner.clock;
-        if let Some(old) = inner.map.get(key) {
+        let Some(space) = inner.spaces.get_mut(&self.space) else {
+            return;
+        };
+        if let Some(old) = space.map.get(key) {
             // Never replace a newer version with an older one.
             if old.generation > generation {
                 return;
             }
         }
-        if let Some(old) = inner.map.insert(
-            key.to_owned(),
-            Entry {
-                generation,
-                value,
-                bytes,
-                used,
-            },
-        ) {
+        let entry = Entry {
+            generation,
+            value,
+            bytes,
+            used,
+        };
+        if let Some(old) = space.map.insert(key.to_owned(), entry) {
+            space.bytes -= old.bytes;
             inner.bytes -= old.bytes;
         }
+        space.bytes += bytes;
         inner.bytes += bytes;
-        if inner.bytes > self.budget {
-            let mut by_age: Vec<(u64, String)> =
-                inner.map.iter().map(|(k, e)| (e.used, k.clone())).collect();
+        if inner.bytes > budget {
+            let mut by_age: Vec<(u64, u64, String)> = inner
+                .spaces
+                .iter()
+                .flat_map(|(id, space)| space.map.iter().map(|(k, e)| (e.used, *id, k.clone())))
+                .collect();
             by_age.sort_unstable();
-            let target = self.budget / 4 * 3;
-            for (_, k) in by_age {
+            let target = budget / 4 * 3;
+            for (_, id, k) in by_age {
                 if inner.bytes <= target {
                     break;
                 }
-                if let Some(e) = inner.map.remove(&k) {
+                if let Some(space) = inner.spaces.get_mut(&id)
+                    && let Some(e) = space.map.remove(&k)
+                {
+                    space.bytes -= e.bytes;
                     inner.bytes -= e.bytes;
                 }
             }
@@ -144,12 +215,25 @@ impl BitmapCache {
     }
 
     pub(crate) fn counters(&self) -> CacheCounters {
-        let inner = self.inner.lock();
-        CacheCounters {
-            entries: inner.map.len(),
-            bytes: inner.bytes,
-            hits: inner.hits,
-            misses: inner.misses,
+        let inner = self.pool.inner.lock();
+        inner
+            .spaces
+            .get(&self.space)
+            .map(|space| CacheCounters {
+                entries: space.map.len(),
+                bytes: space.bytes,
+                hits: space.hits,
+                misses: space.misses,
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for BitmapCache {
+    fn drop(&mut self) {
+        let mut inner = self.pool.inner.lock();
+        if let Some(space) = inner.spaces.remove(&self.space) {
+            inner.bytes -= space.bytes;
         }
     }
 }
@@ -171,5 +255,25 @@ mod tests {
             cache.insert(&format!("k{i}"), 1, Cached::Bitmap(Arc::new(b)));
         }
         assert!(cache.counters().bytes <= 100_000);
+    }
+
+    #[test]
+    fn a_pool_bounds_its_caches_together_and_a_dropped_cache_frees_its_share() {
+        let pool = CachePool::new(100_000);
+        let a = BitmapCache::in_pool(&pool);
+        let b = BitmapCache::in_pool(&pool);
+        let bitmap = || Cached::Bitmap(Arc::new((0..1000).collect()));
+        for i in 0..200 {
+            a.insert(&format!("k{i}"), 1, bitmap());
+            b.insert(&format!("k{i}"), 1, bitmap());
+            assert!(pool.bytes() <= 100_000);
+        }
+        // Same keys, separate spaces.
+        assert!(a.get("k199", 1).is_some() && b.get("k199", 1).is_some());
+        let (in_a, in_b) = (a.counters().bytes, b.counters().bytes);
+        assert!(in_a > 0 && in_b > 0);
+        assert_eq!(pool.bytes(), in_a + in_b);
+        drop(a);
+        assert_eq!(pool.bytes(), in_b);
     }
 }

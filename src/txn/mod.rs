@@ -18,6 +18,7 @@
 //! - `group.rs`: group commit (callers sharing one transaction and one commit);
 //! - `undo.rs`: marks, and taking back one group-commit caller's writes.
 
+mod backup;
 mod config;
 mod effects;
 mod feed;
@@ -43,6 +44,7 @@ use crate::storage::source::Source;
 use crate::storage::{self, meta};
 
 pub use crate::lifecycle::transition::SYSTEM_ACTOR;
+pub use backup::Backup;
 pub(crate) use config::DerivedIndexes;
 pub use config::assignment;
 pub use feed::WatchRefresh;

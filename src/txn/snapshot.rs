@@ -299,6 +299,13 @@ pub struct ReadTransaction {
     config: OnceCell<Arc<Config>>,
 }
 
+impl ReadTransaction {
+    /// The redb snapshot, for the backup.
+    pub(super) fn redb_txn(&self) -> &redb::ReadTransaction {
+        &self.txn
+    }
+}
+
 impl std::fmt::Debug for ReadTransaction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReadTransaction").finish_non_exhaustive()
