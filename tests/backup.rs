@@ -1,8 +1,7 @@
 //! Online backup: a copy taken from a read snapshot while a writer keeps committing
 //! holds exactly that snapshot and opens as a normal database.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crmdb::demo::Generator;
 use crmdb::{
@@ -10,27 +9,9 @@ use crmdb::{
     SavedSegment, Snapshot,
 };
 
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(label: &str) -> Scratch {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "crmdb-backup-{label}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("scratch dir");
-        Scratch(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "support/temp_dir.rs"]
+mod temp_dir;
+use temp_dir::TempDir as Scratch;
 
 fn same_records<R: Record + PartialEq>(a: &impl Snapshot, b: &impl Snapshot) -> crmdb::Result<()> {
     let (left, right) = (a.records::<R>()?, b.records::<R>()?);

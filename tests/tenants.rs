@@ -1,33 +1,12 @@
 //! The tenant set: tenants opened on demand, closed in least-recently-used order when
 //! idle, never more open than the budget allows, and one cache budget for all.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use crmdb::demo::Generator;
 use crmdb::{Contact, EntityKind, Error, Query, Snapshot, TenantOptions, TenantSet, TenantStats};
 
-/// A directory under the system temp dir, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(label: &str) -> Scratch {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "crmdb-tenants-{label}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        Scratch(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "support/temp_dir.rs"]
+mod temp_dir;
+use temp_dir::TempDir as Scratch;
 
 fn options(budget: usize, max_open: usize) -> TenantOptions {
     TenantOptions {

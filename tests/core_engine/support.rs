@@ -1,43 +1,20 @@
 //! Shared helpers: a manual clock, contacts, temp directories and a snapshot fingerprint.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use crmdb::{
     Account, Activity, Contact, Deal, EntityKind, Order, Owner, Product, Query, Snapshot, Task,
     Value,
 };
 
+#[path = "../support/temp_dir.rs"]
+mod temp_dir;
+pub(crate) use temp_dir::TempDir;
+
 #[path = "../support/records.rs"]
 mod records;
 
 pub(crate) use records::{clocked, contact, t0};
-
-/// A directory under the system temp dir, unique to this process and call, removed on drop.
-pub(crate) struct TempDir(pub(crate) PathBuf);
-
-impl TempDir {
-    pub(crate) fn new(label: &str) -> TempDir {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "crmdb-test-{label}-{}-{nanos}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create a temp dir");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Everything observable about a snapshot through the public API, as text, so that two
 /// states can be compared whole.

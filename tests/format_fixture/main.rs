@@ -32,3 +32,5 @@ mod new_writes;
 mod raw_layout;
 mod read_back;
 mod support;
+#[path = "../support/temp_dir.rs"]
+mod temp_dir;

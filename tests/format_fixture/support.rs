@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crmdb::{
@@ -11,6 +10,7 @@ use crmdb::{
 };
 
 use crate::generator::write_fixture;
+use crate::temp_dir::TempDir;
 
 pub(crate) type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -138,37 +138,23 @@ fn regenerate(path: &Path) {
     eprintln!("wrote {} ({size} bytes)", path.display());
 }
 
-/// A directory under the system temp dir, unique to this process and call, removed on
-/// drop (also when a check panics).
-pub(crate) struct Scratch(PathBuf);
+/// A scratch directory (removed on drop, also when a check panics) for copies of the
+/// fixtures.
+pub(crate) struct Scratch(TempDir);
 
 impl Scratch {
     pub(crate) fn new(label: &str) -> Scratch {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "crmdb-format-fixture-{label}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a scratch dir");
-        Scratch(path)
+        Scratch(TempDir::new(&format!("format-fixture-{label}")))
     }
 
     /// A fresh copy of a committed fixture in this directory. Written from the bytes
     /// rather than with `fs::copy`, so that the copy is writable whatever the committed
     /// file's permissions.
     pub(crate) fn copy_of_fixture(&self, fixture: Fixture) -> PathBuf {
-        let copy = self.0.join(fixture.file_name());
+        let copy = self.0.0.join(fixture.file_name());
         let bytes = std::fs::read(fixture.path()).expect("read the committed fixture");
         std::fs::write(&copy, bytes).expect("write the scratch copy");
         copy
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
