@@ -46,6 +46,13 @@
 //! never blocks the writer. Reads live on the [`Snapshot`] trait, implemented by both
 //! transaction types; a write transaction's reads see its own writes.
 //!
+//! ## Many tenants, backups
+//! A [`TenantSet`] keeps one database file per tenant in a directory, opens tenants on
+//! demand and closes idle ones least recently used first, under one memory budget for
+//! every open tenant's caches. [`Database::backup`] writes a consistent copy of a live
+//! database from one snapshot while writers continue ([`Backup::sequence`] says which
+//! commit it reflects).
+//!
 //! ## Query language
 //! ```text
 //! tag:vip AND region = "shanghai" AND NOT stage:churned

@@ -29,7 +29,7 @@ impl std::fmt::Display for ChunkName<'_> {
     }
 }
 
-/// Decodes one chunk on its own, for a write that changes it.
+/// Decodes one chunk on its own, for a write that changes it or a read of a few rows.
 fn decode_chunk(key: &str, chunk: u32, bytes: &[u8]) -> Result<RoaringBitmap> {
     codec::decode_chunk(
         "bitmap chunk",
@@ -39,14 +39,44 @@ fn decode_chunk(key: &str, chunk: u32, bytes: &[u8]) -> Result<RoaringBitmap> {
     )
 }
 
-/// Adds one stored chunk to a bitmap being loaded.
-fn add_chunk(into: &mut ChunkAssembler, key: &str, chunk: u32, bytes: &[u8]) -> Result<()> {
-    into.add(
-        "bitmap chunk",
-        &ChunkName(key, chunk),
-        chunk_range(chunk),
-        bytes,
-    )
+/// A bitmap being loaded: whole ones through the assembler, one container at a time;
+/// a few chunks (the rows a commit touched) each decoded on its own, which costs less
+/// than a container-sized bit array per bitmap.
+enum Loading {
+    Whole(ChunkAssembler),
+    Few(RoaringBitmap),
+}
+
+impl Loading {
+    fn new(whole: bool) -> Loading {
+        if whole {
+            Loading::Whole(ChunkAssembler::new())
+        } else {
+            Loading::Few(RoaringBitmap::new())
+        }
+    }
+
+    fn add(&mut self, key: &str, chunk: u32, bytes: &[u8]) -> Result<()> {
+        match self {
+            Loading::Whole(assembler) => assembler.add(
+                "bitmap chunk",
+                &ChunkName(key, chunk),
+                chunk_range(chunk),
+                bytes,
+            ),
+            Loading::Few(bitmap) => {
+                *bitmap |= decode_chunk(key, chunk, bytes)?;
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self) -> RoaringBitmap {
+        match self {
+            Loading::Whole(assembler) => assembler.finish(),
+            Loading::Few(bitmap) => bitmap,
+        }
+    }
 }
 
 /// The chunks holding the rows of `rows`.
@@ -56,15 +86,15 @@ pub(crate) fn chunks_holding(rows: &RoaringBitmap) -> Vec<u32> {
     out
 }
 
-/// Loads the given chunks of a bitmap only.
+/// Loads the given chunks of a bitmap only (a few: the rows a commit touched).
 pub(crate) fn load_chunks<T>(table: &T, key: &str, chunks: &[u32]) -> Result<RoaringBitmap>
 where
     T: ReadableTable<Key<'static>, &'static [u8]>,
 {
-    let mut bitmap = ChunkAssembler::new();
+    let mut bitmap = Loading::new(false);
     for &chunk in chunks {
         if let Some(v) = table.get((key, chunk))? {
-            add_chunk(&mut bitmap, key, chunk, v.value())?;
+            bitmap.add(key, chunk, v.value())?;
         }
     }
     Ok(bitmap.finish())
@@ -75,10 +105,10 @@ pub(crate) fn load_bitmap<T>(table: &T, key: &str) -> Result<RoaringBitmap>
 where
     T: ReadableTable<Key<'static>, &'static [u8]>,
 {
-    let mut bitmap = ChunkAssembler::new();
+    let mut bitmap = Loading::new(true);
     for entry in table.range((key, 0u32)..=(key, u32::MAX))? {
         let (k, v) = entry?;
-        add_chunk(&mut bitmap, key, k.value().1, v.value())?;
+        bitmap.add(key, k.value().1, v.value())?;
     }
     Ok(bitmap.finish())
 }
@@ -118,7 +148,7 @@ where
     let end = prefix_end(base).unwrap_or_default();
     // The bitmap being read: its name, where it goes, and its chunks so far. A name's
     // chunks are adjacent in key order.
-    let mut current: Option<(String, Part, ChunkAssembler)> = None;
+    let mut current: Option<(String, Part, Loading)> = None;
     for entry in table.range((base, 0u32)..(end.as_str(), 0u32))? {
         let (k, v) = entry?;
         let (name, chunk) = k.value();
@@ -130,10 +160,10 @@ where
                 part.place(&mut bsi, bitmap.finish());
             }
             let part = Part::of(name, &name[base.len()..])?;
-            current = Some((name.to_owned(), part, ChunkAssembler::new()));
+            current = Some((name.to_owned(), part, Loading::new(chunks.is_none())));
         }
         if let Some((_, _, bitmap)) = current.as_mut() {
-            add_chunk(bitmap, name, chunk, v.value())?;
+            bitmap.add(name, chunk, v.value())?;
         }
     }
     if let Some((_, part, bitmap)) = current {
