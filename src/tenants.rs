@@ -79,6 +79,15 @@ struct State {
     uses: u64,
 }
 
+impl State {
+    /// Notes a hand-out of `name`; returns its place in the use order.
+    fn touch(&mut self, name: &str, now: Timestamp) -> u64 {
+        self.uses += 1;
+        self.last_used.insert(name.to_owned(), now);
+        self.uses
+    }
+}
+
 /// Tenants in one directory, each a crmdb database file `<name>.redb`.
 ///
 /// ```no_run
@@ -195,14 +204,12 @@ impl TenantSet {
     pub fn get(&self, name: &str) -> Result<Database> {
         check_tenant_name(name)?;
         let mut state = self.state.lock();
-        state.uses += 1;
-        let uses = state.uses;
-        let now = self.clock.now();
-        if let Some(open) = state.open.get_mut(name) {
-            open.used = uses;
-            let db = open.db.clone();
-            state.last_used.insert(name.to_owned(), now);
-            return Ok(db);
+        if state.open.contains_key(name) {
+            let used = state.touch(name, self.clock.now());
+            if let Some(open) = state.open.get_mut(name) {
+                open.used = used;
+                return Ok(open.db.clone());
+            }
         }
         let path = self.path(name);
         if !path.is_file() {
@@ -238,8 +245,7 @@ impl TenantSet {
             }
         }
         let db = open()?;
-        state.uses += 1;
-        let used = state.uses;
+        let used = state.touch(name, self.clock.now());
         state.open.insert(
             name.to_owned(),
             Open {
@@ -247,7 +253,6 @@ impl TenantSet {
                 used,
             },
         );
-        state.last_used.insert(name.to_owned(), self.clock.now());
         Ok(db)
     }
 

@@ -5,8 +5,9 @@
 
 pub(crate) mod source;
 
-use redb::TableDefinition;
+use redb::{Key, TableDefinition, Value};
 
+use crate::error::Result;
 use crate::schema::EntityKind;
 
 /// Rows of one entity kind: dense row id → versioned record bytes.
@@ -88,4 +89,29 @@ pub(crate) mod meta {
     pub(crate) const SEQUENCE: &str = "commit.sequence";
     /// The state of the last RFM refresh.
     pub(crate) const RFM: &str = "analytics.rfm";
+}
+
+/// Something done to each table of the layout, with that table's own key and value
+/// types: creating every table on open, copying every table into a backup.
+pub(crate) trait EachTable {
+    fn table<K: Key + 'static, V: Value + 'static>(
+        &mut self,
+        table: TableDefinition<'static, K, V>,
+    ) -> Result<()>;
+}
+
+/// Runs `visit` on every table: the one list of them.
+pub(crate) fn each_table(visit: &mut impl EachTable) -> Result<()> {
+    for kind in EntityKind::ALL {
+        visit.table(rows(kind))?;
+    }
+    visit.table(META)?;
+    visit.table(UNIQUE)?;
+    visit.table(BITMAPS)?;
+    visit.table(BITMAP_GEN)?;
+    visit.table(HISTORY)?;
+    visit.table(SEGMENTS)?;
+    visit.table(CHANGES)?;
+    visit.table(CONSUMERS)?;
+    visit.table(WATCHED)
 }

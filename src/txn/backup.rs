@@ -7,7 +7,6 @@ use redb::{Key, ReadableTable, TableDefinition, Value};
 
 use super::snapshot::{ReadTransaction, Snapshot};
 use crate::error::{Error, Result};
-use crate::schema::EntityKind;
 use crate::storage;
 
 /// What a backup reflects.
@@ -20,21 +19,27 @@ pub struct Backup {
     pub entries: u64,
 }
 
-/// Copies every entry of one table from the snapshot into the new file's transaction.
-fn copy<K: Key + 'static, V: Value + 'static>(
-    from: &redb::ReadTransaction,
-    to: &redb::WriteTransaction,
-    table: TableDefinition<K, V>,
-) -> Result<u64> {
-    let source = from.open_table(table)?;
-    let mut target = to.open_table(table)?;
-    let mut entries = 0;
-    for entry in source.iter()? {
-        let (key, value) = entry?;
-        target.insert(key.value(), value.value())?;
-        entries += 1;
+/// Copies every entry of each table from the snapshot into the new file's transaction.
+struct Copy<'a> {
+    from: &'a redb::ReadTransaction,
+    to: &'a redb::WriteTransaction,
+    entries: u64,
+}
+
+impl storage::EachTable for Copy<'_> {
+    fn table<K: Key + 'static, V: Value + 'static>(
+        &mut self,
+        table: TableDefinition<'static, K, V>,
+    ) -> Result<()> {
+        let source = self.from.open_table(table)?;
+        let mut target = self.to.open_table(table)?;
+        for entry in source.iter()? {
+            let (key, value) = entry?;
+            target.insert(key.value(), value.value())?;
+            self.entries += 1;
+        }
+        Ok(())
     }
-    Ok(entries)
 }
 
 impl ReadTransaction {
@@ -55,22 +60,15 @@ impl ReadTransaction {
             )));
         }
         let sequence = self.sequence()?;
-        let from = self.redb_txn();
         let target = redb::Database::create(path)?;
         let to = target.begin_write()?;
-        let mut entries = 0;
-        for kind in EntityKind::ALL {
-            entries += copy(from, &to, storage::rows(kind))?;
-        }
-        entries += copy(from, &to, storage::META)?;
-        entries += copy(from, &to, storage::UNIQUE)?;
-        entries += copy(from, &to, storage::BITMAPS)?;
-        entries += copy(from, &to, storage::BITMAP_GEN)?;
-        entries += copy(from, &to, storage::HISTORY)?;
-        entries += copy(from, &to, storage::SEGMENTS)?;
-        entries += copy(from, &to, storage::CHANGES)?;
-        entries += copy(from, &to, storage::CONSUMERS)?;
-        entries += copy(from, &to, storage::WATCHED)?;
+        let mut copy = Copy {
+            from: self.redb_txn(),
+            to: &to,
+            entries: 0,
+        };
+        storage::each_table(&mut copy)?;
+        let entries = copy.entries;
         to.commit()?;
         Ok(Backup { sequence, entries })
     }

@@ -75,6 +75,8 @@ pub(crate) struct Shared {
 /// readers never meet a missing one. Returns the stored commit sequence.
 pub(crate) fn initialise(redb: &redb::Database, machines: Option<&Machines>) -> Result<u64> {
     let txn = redb.begin_write()?;
+    // Create every table so that readers never meet a missing one.
+    storage::each_table(&mut CreateTable(&txn))?;
     let sequence;
     {
         let mut table = txn.open_table(storage::META)?;
@@ -121,18 +123,6 @@ pub(crate) fn initialise(redb: &redb::Database, machines: Option<&Machines>) -> 
                 }
             }
         }
-        // Create every table so that readers never meet a missing one.
-        for kind in EntityKind::ALL {
-            txn.open_table(storage::rows(kind))?;
-        }
-        txn.open_table(storage::UNIQUE)?;
-        txn.open_table(storage::BITMAPS)?;
-        txn.open_table(storage::BITMAP_GEN)?;
-        txn.open_table(storage::HISTORY)?;
-        txn.open_table(storage::SEGMENTS)?;
-        txn.open_table(storage::CHANGES)?;
-        txn.open_table(storage::CONSUMERS)?;
-        txn.open_table(storage::WATCHED)?;
         let stored = table.get(meta::SEQUENCE)?;
         let before = decode_sequence(stored.as_ref().map(|b| b.value()))?;
         let counters = txn.open_table(storage::BITMAP_GEN)?;
@@ -143,6 +133,19 @@ pub(crate) fn initialise(redb: &redb::Database, machines: Option<&Machines>) -> 
     }
     txn.commit()?;
     Ok(sequence)
+}
+
+/// Opens (and so creates) each table in a write transaction.
+struct CreateTable<'t>(&'t redb::WriteTransaction);
+
+impl storage::EachTable for CreateTable<'_> {
+    fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        table: redb::TableDefinition<'static, K, V>,
+    ) -> Result<()> {
+        self.0.open_table(table)?;
+        Ok(())
+    }
 }
 
 /// redb's storage statistics. They are only read through a write transaction, which
