@@ -183,6 +183,7 @@ impl Builder {
                 feed: FeedState::new(self.change_log, self.retention, sequence),
                 watches: parking_lot::Mutex::new(None),
                 group: Default::default(),
+                moved: parking_lot::Mutex::new(None),
             }),
         })
     }

@@ -46,12 +46,14 @@
 //! never blocks the writer. Reads live on the [`Snapshot`] trait, implemented by both
 //! transaction types; a write transaction's reads see its own writes.
 //!
-//! ## Many tenants, backups
+//! ## Many tenants, backups, moves
 //! A [`TenantSet`] keeps one database file per tenant in a directory, opens tenants on
 //! demand and closes idle ones least recently used first, under one memory budget for
 //! every open tenant's caches. [`Database::backup`] writes a consistent copy of a live
 //! database from one snapshot while writers continue ([`Backup::sequence`] says which
-//! commit it reflects).
+//! commit it reflects). A [`TenantMove`] moves a database to a new file while writers
+//! continue: a backup, then the source's change log applied to the copy, then a
+//! cutover after which the source refuses writes with [`Error::Moved`].
 //!
 //! ## Query language
 //! ```text
@@ -115,6 +117,7 @@ mod error;
 pub mod feed;
 mod index;
 mod lifecycle;
+mod moving;
 mod query;
 mod schema;
 mod storage;
@@ -135,6 +138,7 @@ pub use crate::lifecycle::{
     AutoMove, Backward, ChangeKind, Forward, Guard, Machine, Machines, Rule, StageChange, StageDef,
     SweepMove, SweepRule, Trigger, stages,
 };
+pub use crate::moving::TenantMove;
 pub use crate::query::{
     CmpOp, FieldRef, Group, GroupBy, Literal, MAX_IN_VALUES, MAX_QUERY_BYTES, MAX_QUERY_DEPTH,
     Page, Predicate, Query, SavedSegment, SortBy, TagCount,

@@ -228,6 +228,14 @@ pub enum Error {
         max_open: usize,
     },
 
+    /// The database has moved (a tenant move cut over): it takes no more writes; they
+    /// go to where it moved. Reads still see its last commit.
+    #[error("this database has moved to {}; write there", quote(.to))]
+    Moved {
+        /// Where it moved, as the cutover named it.
+        to: String,
+    },
+
     /// An I/O error outside redb (opening a path).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),

@@ -236,6 +236,24 @@ pub(crate) fn encode_batch(
 
 /// Decodes a batch from its stored parts, in part order.
 pub(crate) fn decode_batch(sequence: u64, parts: &[(u32, Vec<u8>)]) -> Result<Batch> {
+    let (head, stored) = decode_stored(sequence, parts)?;
+    let mut events = Vec::with_capacity(stored.len());
+    for event in stored {
+        events.push(event.decode()?);
+    }
+    Ok(Batch {
+        sequence,
+        time: head.time,
+        actor: head.actor,
+        events,
+    })
+}
+
+/// The head and the stored events of a batch from its stored parts, in part order.
+pub(crate) fn decode_stored(
+    sequence: u64,
+    parts: &[(u32, Vec<u8>)],
+) -> Result<(Head, Vec<StoredEvent>)> {
     let corrupt = |reason: &str| Error::Corrupt {
         what: "changes",
         key: sequence.to_string(),
@@ -248,23 +266,13 @@ pub(crate) fn decode_batch(sequence: u64, parts: &[(u32, Vec<u8>)]) -> Result<Ba
     if first.head.parts as usize != parts.len() {
         return Err(corrupt("the batch is missing parts"));
     }
-    let mut events = Vec::new();
-    for event in first.events {
-        events.push(event.decode()?);
-    }
+    let mut events = first.events;
     for (i, (part, bytes)) in rest.iter().enumerate() {
         if *part as usize != i + 1 {
             return Err(corrupt("the batch parts are out of order"));
         }
         let stored: Vec<StoredEvent> = codec::decode("changes", &sequence, bytes)?;
-        for event in stored {
-            events.push(event.decode()?);
-        }
+        events.extend(stored);
     }
-    Ok(Batch {
-        sequence,
-        time: first.head.time,
-        actor: first.head.actor,
-        events,
-    })
+    Ok((first.head, events))
 }

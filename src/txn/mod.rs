@@ -24,6 +24,7 @@ mod effects;
 mod feed;
 pub(crate) mod group;
 mod records;
+pub(crate) mod replica;
 mod snapshot;
 mod undo;
 
@@ -67,6 +68,9 @@ pub(crate) struct Shared {
     pub(crate) watches: parking_lot::Mutex<Option<Arc<Vec<Watch>>>>,
     /// The shared write transaction of grouped writes.
     pub(crate) group: group::GroupCommit,
+    /// Where the database moved, once a move has cut over: every write transaction
+    /// begun from then on is refused with [`Error::Moved`].
+    pub(crate) moved: parking_lot::Mutex<Option<String>>,
 }
 
 /// The initialisation commit of opening a database: on a new database the format
@@ -233,6 +237,9 @@ pub struct WriteTransaction {
     watch_set_changed: bool,
     /// While a group-commit caller runs: what its table writes replaced (`undo.rs`).
     undo: Option<Vec<undo::Undo>>,
+    /// Set when this transaction applies another database's batches (`replica.rs`):
+    /// the source's sequence this commit takes, with the batches copied as they were.
+    replayed: Option<u64>,
 }
 
 impl std::fmt::Debug for WriteTransaction {
@@ -264,6 +271,11 @@ pub(crate) fn record_terms<R: Record>(record: &R) -> Terms {
 impl WriteTransaction {
     pub(crate) fn begin(inner: Arc<Shared>) -> Result<WriteTransaction> {
         let txn = inner.redb.begin_write()?;
+        // Checked once the writer lock is held, so that a move's cutover, which takes
+        // the lock after setting this, is the source's last writer.
+        if let Some(to) = inner.moved.lock().as_ref() {
+            return Err(Error::Moved { to: to.clone() });
+        }
         Ok(WriteTransaction {
             inner,
             txn: Some(txn),
@@ -282,6 +294,7 @@ impl WriteTransaction {
             rewatch: false,
             watch_set_changed: false,
             undo: None,
+            replayed: None,
         })
     }
 
@@ -328,8 +341,11 @@ impl WriteTransaction {
         if self.poisoned {
             return Err(Error::Poisoned);
         }
-        // Membership changes are index changes and events of this same commit.
-        self.maintain_watched()?;
+        // Membership changes are index changes and events of this same commit (a
+        // replayed commit copies the source's).
+        if self.replayed.is_none() {
+            self.maintain_watched()?;
+        }
         let txn = self.txn.take().ok_or(Error::Poisoned)?;
         // Tables are opened only when written: every table a commit touches costs it
         // pages to copy and checksum.
@@ -354,9 +370,19 @@ impl WriteTransaction {
                         decode_sequence(stored.as_ref().map(|b| b.value()))?
                     }
                 };
-                let next = previous.checked_add(1).ok_or_else(|| {
-                    Error::LimitExceeded("commit sequence numbers are exhausted".into())
-                })?;
+                let next = match self.replayed {
+                    Some(replayed) if replayed >= previous => replayed,
+                    Some(replayed) => {
+                        return Err(Error::Corrupt {
+                            what: "changes",
+                            key: replayed.to_string(),
+                            reason: format!("the copy is at {previous} already"),
+                        });
+                    }
+                    None => previous.checked_add(1).ok_or_else(|| {
+                        Error::LimitExceeded("commit sequence numbers are exhausted".into())
+                    })?,
+                };
                 counters.insert(storage::SEQUENCE_KEY, next)?;
                 sequence = Some(next);
             }
@@ -370,6 +396,7 @@ impl WriteTransaction {
         }
         if let Some(sequence) = sequence
             && self.inner.feed.log
+            && self.replayed.is_none()
         {
             self.write_batch(&txn, sequence)?;
         }
@@ -451,14 +478,27 @@ impl WriteTransaction {
     }
 
     fn write_row<R: Record>(&mut self, row: u32, old: Option<&R>, new: &R) -> Result<()> {
-        self.mark_changed();
         let bytes = codec::encode(new);
+        self.store_row(row, old, new, &bytes)?;
+        self.log_record(row, old, new, &bytes);
+        Ok(())
+    }
+
+    /// Stores `bytes`, the encoding of `new`, as the row, with its index terms and
+    /// natural keys changed from `old`'s: a row write without its change event.
+    fn store_row<R: Record>(
+        &mut self,
+        row: u32,
+        old: Option<&R>,
+        new: &R,
+        bytes: &[u8],
+    ) -> Result<()> {
+        self.mark_changed();
         self.note_row(R::KIND, row)?;
         {
             let mut table = self.txn()?.open_table(storage::rows(R::KIND))?;
-            table.insert(row, bytes.as_slice())?;
+            table.insert(row, bytes)?;
         }
-        self.log_record(row, old, new, &bytes);
         let old_terms = old.map(record_terms);
         let new_terms = record_terms(new);
         self.delta
@@ -481,6 +521,13 @@ impl WriteTransaction {
     }
 
     fn append_history(&mut self, kind: EntityKind, row: u32, change: &StageChange) -> Result<()> {
+        self.store_history(kind, row, change)?;
+        self.log_stage(kind, row, change);
+        Ok(())
+    }
+
+    /// Appends a stage-history entry without its change event.
+    fn store_history(&mut self, kind: EntityKind, row: u32, change: &StageChange) -> Result<()> {
         self.mark_changed();
         let table = self.txn()?.open_table(storage::HISTORY)?;
         let k = kind as u8;
@@ -494,8 +541,6 @@ impl WriteTransaction {
         self.note_history(kind, row, Some(next))?;
         let mut table = self.txn()?.open_table(storage::HISTORY)?;
         table.insert((k, row, next), codec::encode(change).as_slice())?;
-        drop(table);
-        self.log_stage(kind, row, change);
         Ok(())
     }
 }

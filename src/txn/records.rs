@@ -419,30 +419,38 @@ impl WriteTransaction {
                     });
                 }
             }
-            let old_terms = record_terms(&old);
-            tx.delta.diff(kind, row, Some(&old_terms), None);
-            // Derived indexes are not part of the row's terms.
-            tx.clear_derived(kind, row)?;
-            tx.mark_changed();
-            tx.note_row(kind, row)?;
-            for (field, value) in old.unique_keys() {
-                tx.note_unique(field, &value)?;
-            }
-            tx.note_history(kind, row, None)?;
-            let txn = tx.txn()?;
-            txn.open_table(storage::rows(kind))?.remove(row)?;
-            let mut unique = txn.open_table(storage::UNIQUE)?;
-            for (field, value) in old.unique_keys() {
-                unique.remove((field, value.as_str()))?;
-            }
-            let mut history = txn.open_table(storage::HISTORY)?;
-            let k = kind as u8;
-            history.retain_in((k, row, 0)..=(k, row, u32::MAX), |_, _| false)?;
-            drop((history, unique));
-            tx.touched.entry(kind).or_default().insert(row);
+            tx.remove_row(row, &old)?;
             tx.log(StoredChange::Purged { kind, id: row });
             Ok(())
         })
+    }
+
+    /// Removes a row for good with its index terms, derived index entries, natural keys
+    /// and history: a purge without its checks and its change event.
+    pub(super) fn remove_row<R: Record>(&mut self, row: u32, old: &R) -> Result<()> {
+        let kind = R::KIND;
+        let old_terms = record_terms(old);
+        self.delta.diff(kind, row, Some(&old_terms), None);
+        // Derived indexes are not part of the row's terms.
+        self.clear_derived(kind, row)?;
+        self.mark_changed();
+        self.note_row(kind, row)?;
+        for (field, value) in old.unique_keys() {
+            self.note_unique(field, &value)?;
+        }
+        self.note_history(kind, row, None)?;
+        let txn = self.txn()?;
+        txn.open_table(storage::rows(kind))?.remove(row)?;
+        let mut unique = txn.open_table(storage::UNIQUE)?;
+        for (field, value) in old.unique_keys() {
+            unique.remove((field, value.as_str()))?;
+        }
+        let mut history = txn.open_table(storage::HISTORY)?;
+        let k = kind as u8;
+        history.retain_in((k, row, 0)..=(k, row, u32::MAX), |_, _| false)?;
+        drop((history, unique));
+        self.touched.entry(kind).or_default().insert(row);
+        Ok(())
     }
 }
 
