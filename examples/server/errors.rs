@@ -83,6 +83,8 @@ impl From<Error> for ApiError {
             Error::Storage(_) | Error::Poisoned | Error::Io(_) => {
                 (S::INTERNAL_SERVER_ERROR, "storage_error")
             }
+            // The database moved: the client retries at the machine the message names.
+            Error::Moved { .. } => (S::MISDIRECTED_REQUEST, "moved"),
             Error::Corrupt { .. } | Error::UnsupportedFormat { .. } => {
                 (S::INTERNAL_SERVER_ERROR, "corrupt")
             }

@@ -6,7 +6,9 @@ use serde::Serialize;
 
 use super::record::sealed::RecordInternal;
 
-use super::{Account, Activity, Contact, Deal, EntityKind, Order, Owner, Product, Task, Value};
+use super::{
+    Account, Activity, Contact, Deal, EntityKind, Order, Owner, Product, Task, Timestamp, Value,
+};
 
 /// A record of any kind: the before and after images of change-feed events.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -43,6 +45,13 @@ macro_rules! any_from {
             pub fn custom(&self) -> &BTreeMap<String, Value> {
                 match self {
                     $(AnyRecord::$kind(record) => record.custom(),)*
+                }
+            }
+
+            /// When the record went to the recycle bin, if it is there.
+            pub fn deleted_at(&self) -> Option<Timestamp> {
+                match self {
+                    $(AnyRecord::$kind(record) => record.deleted_at(),)*
                 }
             }
         }
