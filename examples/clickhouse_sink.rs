@@ -117,10 +117,13 @@ fn follow<D: Destination>(args: &Args, mut sink: Sink<D>) -> Result<(), SinkErro
         loop {
             for name in set.list()? {
                 let db = set.get(&name)?;
+                let started = Instant::now();
                 let delivery = sink.deliver(&name, &db)?;
+                let seconds = started.elapsed().as_secs_f64();
                 if delivery.through != delivery.after || delivery.bootstrapped {
                     println!(
-                        "{name}: sequences {}..={} delivered{}: {} record rows, {} segment states",
+                        "{name}: sequences {}..={} delivered{}: {} record rows, {} segment \
+                         states in {:.3} s ({:.0} rows/s)",
                         delivery.after + 1,
                         delivery.through,
                         if delivery.bootstrapped {
@@ -129,7 +132,9 @@ fn follow<D: Destination>(args: &Args, mut sink: Sink<D>) -> Result<(), SinkErro
                             ""
                         },
                         delivery.rows,
-                        delivery.segments
+                        delivery.segments,
+                        seconds,
+                        delivery.rows as f64 / seconds.max(1e-9)
                     );
                 }
             }

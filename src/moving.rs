@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use crate::db::{Builder, Database};
 use crate::error::{Error, Result};
-use crate::txn::Snapshot;
 use crate::txn::replica::{self, MOVE_CONSUMER};
+use crate::txn::{ReadTransaction, Snapshot};
 
 /// The most batches one commit of the copy applies.
 const BATCHES_PER_COMMIT: usize = 1000;
@@ -122,10 +122,13 @@ impl<'a> TenantMove<'a> {
             .saturating_sub(self.applied))
     }
 
-    /// The copy, for reading while it follows (it takes no writes of its own until the
-    /// cutover: they would be overwritten).
-    pub fn target(&self) -> &Database {
-        &self.target
+    /// A read snapshot of the copy as it follows. The copy takes no writes until the
+    /// cutover hands it over: a write of its own would not be the source's.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub fn read_target(&self) -> Result<ReadTransaction> {
+        self.target.begin_read()
     }
 
     /// Applies every batch the source has committed since the last call, up to its last

@@ -237,7 +237,7 @@ fn move_under_writers(name: &str, builder: &Builder) -> crmdb::Result<()> {
         );
         // The copy follows: it holds the batches it applied, and reads see them.
         let applied = moving.applied();
-        assert_eq!(moving.target().read(|r| r.sequence())?, applied);
+        assert_eq!(moving.read_target()?.sequence()?, applied);
         moving.cut_over("node-b")
     })?;
     let outcomes = outcomes.into_inner().expect("outcomes");

@@ -80,6 +80,12 @@ impl WriteTransaction {
             }
             if through == last {
                 tx.sync_from(source)?;
+            } else if through == after && limit > 0 {
+                // Commits after `after` that left no batch: the log was off for them.
+                return Err(Error::Trimmed {
+                    after,
+                    oldest: last.saturating_add(1),
+                });
             }
             tx.replayed = Some(through);
             tx.mark_changed();
