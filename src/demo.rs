@@ -12,6 +12,7 @@ use crate::schema::{
     Account, AccountId, Activity, ActivityKind, Contact, ContactId, ContactRole, Deal, Direction,
     LineItem, Money, Order, OrderStatus, Owner, OwnerId, Product, ProductId, Subject, Timestamp,
 };
+use crate::txn::Snapshot;
 
 /// Number of distinct tags.
 pub const TAGS: usize = 64;
@@ -74,6 +75,37 @@ const CITIES: [&str; REGIONS] = [
     "quanzhou",
     "nanning",
 ];
+
+/// Family names, most frequent first (pinyin).
+const SURNAMES: [&str; 40] = [
+    "Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Huang", "Zhao", "Wu", "Zhou", "Xu", "Sun", "Ma",
+    "Zhu", "Hu", "Guo", "He", "Lin", "Gao", "Luo", "Zheng", "Liang", "Xie", "Song", "Tang", "Han",
+    "Feng", "Deng", "Cao", "Peng", "Zeng", "Xiao", "Tian", "Dong", "Pan", "Yuan", "Cai", "Jiang",
+    "Yu", "Du",
+];
+
+/// Syllables of given names (pinyin).
+const GIVEN: [&str; 48] = [
+    "wei", "fang", "na", "min", "jing", "li", "qiang", "lei", "jun", "yang", "yong", "yan", "jie",
+    "tao", "ming", "chao", "xiu", "xia", "ping", "gang", "hui", "hua", "bin", "peng", "dan", "fei",
+    "hong", "lan", "ning", "qing", "rui", "shan", "ting", "xin", "yu", "zhen", "kai", "hao", "bo",
+    "yi", "long", "mei", "lin", "xue", "yun", "jia", "hai", "feng",
+];
+
+/// A person's name, `Surname Given`: skewed family names and one- or two-syllable
+/// given names, so that a large data set holds people of the same name as real ones
+/// do.
+pub fn person_name(rng: &mut Rng) -> String {
+    let surname = SURNAMES[rng.zipf(SURNAMES.len(), 0.9)];
+    let first = GIVEN[rng.zipf(GIVEN.len(), 0.6)];
+    let mut given = String::with_capacity(12);
+    given.push_str(&first[..1].to_uppercase());
+    given.push_str(&first[1..]);
+    if rng.below(3) != 0 {
+        given.push_str(GIVEN[rng.below(GIVEN.len() as u64) as usize]);
+    }
+    format!("{surname} {given}")
+}
 
 /// A small fast deterministic generator (SplitMix64).
 #[derive(Debug, Clone)]
@@ -380,7 +412,8 @@ impl Generator {
         let account = (rng.below(3) == 0)
             .then(|| AccountId::new(rng.below(u64::from(self.accounts())) as u32));
         let contact = Contact {
-            name: format!("Contact {i}"),
+            // Its own stream, so that the other fields do not depend on the name.
+            name: person_name(&mut self.rng(9, u64::from(i))),
             email: Some(format!("c{i}@mail.example")),
             phone: Some(format!("+86 1{:010}", u64::from(i) * 7919 % 10_000_000_000)),
             region: Some(region_name(rng.zipf(REGIONS, 1.1)).to_owned()),
@@ -538,6 +571,179 @@ impl Generator {
         }
         Ok(summary)
     }
+}
+
+/// How a planted duplicate differs from the contact it copies: the ways one person
+/// arrives again from another channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DuplicateVariant {
+    /// A web form: the name in other case and spacing, a `+web` address at the same
+    /// mailbox, the phone with its country code and spaces.
+    WebForm,
+    /// A store's till: the same name and phone written as `138-0013-8000`; no email,
+    /// birth year or gender.
+    StoreTill,
+    /// Typed in again: two letters of the name swapped, the phone in national form.
+    Typo,
+    /// A sales rep's spreadsheet: a misspelt name, a work email, the same account; no
+    /// phone.
+    SalesSheet,
+}
+
+impl DuplicateVariant {
+    /// Every variant, in the order they are planted.
+    pub const ALL: [DuplicateVariant; 4] = [
+        DuplicateVariant::WebForm,
+        DuplicateVariant::StoreTill,
+        DuplicateVariant::Typo,
+        DuplicateVariant::SalesSheet,
+    ];
+}
+
+/// A duplicate [`Generator::plant_duplicates`] inserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlantedDuplicate {
+    /// The demo contact it copies.
+    pub original: ContactId,
+    /// The copy.
+    pub copy: ContactId,
+    /// How the copy differs.
+    pub variant: DuplicateVariant,
+}
+
+impl Generator {
+    /// Inserts `count` duplicates of this data set's contacts (loaded into `db` by
+    /// [`Generator::load`]), the variants in turn, in one transaction, and returns
+    /// them: the truth that duplicate detection is measured against. The originals are
+    /// distinct contacts spread over the set; a spreadsheet copy is made of a contact
+    /// with an account.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] for more duplicates than half the contacts,
+    /// or a refused write.
+    pub fn plant_duplicates(&self, db: &Database, count: u32) -> Result<Vec<PlantedDuplicate>> {
+        if u64::from(count) * 2 > u64::from(self.contacts) {
+            return Err(crate::Error::InvalidArgument(format!(
+                "{count} duplicates of {} contacts: at most half can be copied",
+                self.contacts
+            )));
+        }
+        db.write(|tx| {
+            let mut planted = Vec::with_capacity(count as usize);
+            let mut used = std::collections::HashSet::new();
+            let mut rng = self.rng(10, 0);
+            for n in 0..count {
+                let variant = DuplicateVariant::ALL[n as usize % DuplicateVariant::ALL.len()];
+                // A contact not copied yet, with an account for a spreadsheet copy.
+                let (row, original) = loop {
+                    let row = rng.below(u64::from(self.contacts)) as u32;
+                    if used.contains(&row) {
+                        continue;
+                    }
+                    let contact = tx.get(ContactId::new(row))?;
+                    if variant != DuplicateVariant::SalesSheet || contact.account.is_some() {
+                        break (row, contact);
+                    }
+                };
+                used.insert(row);
+                let copy = duplicate_of(&original, variant, n, &mut rng);
+                let id = tx.insert(copy)?;
+                planted.push(PlantedDuplicate {
+                    original: ContactId::new(row),
+                    copy: id,
+                    variant,
+                });
+            }
+            Ok(planted)
+        })
+    }
+}
+
+/// The copy of `original` a channel of `variant` would hold.
+fn duplicate_of(original: &Contact, variant: DuplicateVariant, n: u32, rng: &mut Rng) -> Contact {
+    let national: String = original
+        .phone
+        .as_deref()
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .skip(2)
+        .collect();
+    let grouped = |sep: &str| {
+        if national.len() == 11 {
+            format!(
+                "{}{sep}{}{sep}{}",
+                &national[..3],
+                &national[3..7],
+                &national[7..]
+            )
+        } else {
+            national.clone()
+        }
+    };
+    let mut copy = Contact {
+        name: original.name.clone(),
+        region: original.region.clone(),
+        birth_year: original.birth_year,
+        gender: original.gender.clone(),
+        ..Default::default()
+    };
+    match variant {
+        DuplicateVariant::WebForm => {
+            copy.name = original.name.to_lowercase().replace(' ', "  ");
+            copy.email = original.email.as_ref().map(|e| match e.split_once('@') {
+                Some((local, domain)) => format!("{local}+web@{}", domain.to_uppercase()),
+                None => format!("{e}+web"),
+            });
+            copy.phone = Some(format!("+86 {}", grouped(" ")));
+            copy.source = Some("web".into());
+        }
+        DuplicateVariant::StoreTill => {
+            copy.phone = Some(grouped("-"));
+            copy.birth_year = None;
+            copy.gender = None;
+            copy.source = Some("store".into());
+        }
+        DuplicateVariant::Typo => {
+            copy.name = misspell(&original.name, rng, true);
+            copy.phone = Some(national.clone());
+        }
+        DuplicateVariant::SalesSheet => {
+            copy.name = misspell(&original.name, rng, false);
+            let handle: String = original
+                .name
+                .to_lowercase()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(".");
+            copy.email = Some(format!("{handle}.{n}@corp.example"));
+            copy.account = original.account;
+            copy.source = Some("partner".into());
+        }
+    }
+    copy
+}
+
+/// `name` with two adjacent letters of its given name swapped (`swap`), or one letter
+/// of it changed.
+fn misspell(name: &str, rng: &mut Rng, swap: bool) -> String {
+    let mut chars: Vec<char> = name.chars().collect();
+    let start = chars.iter().position(|c| *c == ' ').map_or(0, |i| i + 1);
+    if chars.len() < start + 2 {
+        return format!("{name}e");
+    }
+    let at = start + rng.below((chars.len() - start - 1) as u64) as usize;
+    if swap && chars[at] != chars[at + 1] {
+        chars.swap(at, at + 1);
+    } else {
+        let letters = b"aeiouhngs";
+        let mut replacement = letters[rng.below(letters.len() as u64) as usize] as char;
+        if replacement == chars[at].to_ascii_lowercase() {
+            replacement = if replacement == 'a' { 'e' } else { 'a' };
+        }
+        chars[at] = replacement;
+    }
+    chars.into_iter().collect()
 }
 
 /// The error of a demo record the engine refused (none with a fresh database).

@@ -55,6 +55,16 @@
 //! continue: a backup, then the source's change log applied to the copy, then a
 //! cutover after which the source refuses writes with [`Error::Moved`].
 //!
+//! ## Identity
+//! [`identity::duplicate_candidates`] proposes pairs of contacts (or accounts) that may
+//! be one, with their reasons and a score, from blocking keys (normalised email, phone,
+//! name within region or account) and a fuzzy name comparison.
+//! [`WriteTransaction::merge`] merges one contact into another in one transaction:
+//! related records re-pointed, tags and roles united, values by
+//! [`identity::MergePolicy`], figures recomputed, the further stage taken; the merged
+//! contact becomes a redirect ([`Snapshot::resolve`]) and a [`identity::Lineage`]
+//! keeps what [`WriteTransaction::unmerge`] needs to undo it.
+//!
 //! ## Query language
 //! ```text
 //! tag:vip AND region = "shanghai" AND NOT stage:churned
@@ -126,6 +136,7 @@ mod txn;
 
 pub mod analytics;
 pub mod demo;
+pub mod identity;
 
 pub use roaring::RoaringBitmap;
 

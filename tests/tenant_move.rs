@@ -1,13 +1,13 @@
 //! Moving a database while writers run: the copy ends with exactly the source's tables,
 //! no acknowledged write is lost or doubled, and the source refuses writes afterwards.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crmdb::demo::Generator;
+use crmdb::identity::MergePolicy;
 use crmdb::{
     Builder, Contact, ContactId, Database, EntityKind, Error, Money, Order, Query, SavedSegment,
     Snapshot, TenantMove, Timestamp, WriteTransaction, stages,
@@ -17,52 +17,9 @@ use crmdb::{
 mod temp_dir;
 use temp_dir::TempDir as Scratch;
 
-/// Entries (key bytes, value bytes) by table name.
-type Tables = BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>;
-
-/// Every entry of every table of a closed database file, as bytes, by table name; the
-/// generation counters (per-database cache keys) are left out but for which keys exist
-/// and the commit sequence.
-fn dump(path: &Path) -> Tables {
-    use redb::{Key, ReadableDatabase, ReadableTable, TableDefinition, Value};
-    fn table<K: Key + 'static, V: Value + 'static>(
-        txn: &redb::ReadTransaction,
-        name: &str,
-        out: &mut Tables,
-    ) {
-        let table = txn
-            .open_table(TableDefinition::<K, V>::new(name))
-            .expect("table");
-        let mut entries = Vec::new();
-        for entry in table.iter().expect("iter") {
-            let (k, v) = entry.expect("entry");
-            let value = if name == "bitmap_gen" && K::as_bytes(&k.value()).as_ref() != b"#sequence"
-            {
-                Vec::new()
-            } else {
-                V::as_bytes(&v.value()).as_ref().to_vec()
-            };
-            entries.push((K::as_bytes(&k.value()).as_ref().to_vec(), value));
-        }
-        out.insert(name.to_owned(), entries);
-    }
-    let db = redb::ReadOnlyDatabase::open(path).expect("open raw");
-    let txn = db.begin_read().expect("read");
-    let mut out = BTreeMap::new();
-    for kind in EntityKind::ALL {
-        table::<u32, &[u8]>(&txn, &format!("rows.{kind}"), &mut out);
-    }
-    table::<&str, &[u8]>(&txn, "meta", &mut out);
-    table::<(&str, &str), u32>(&txn, "unique", &mut out);
-    table::<(&str, u32), &[u8]>(&txn, "bitmaps", &mut out);
-    table::<&str, u64>(&txn, "bitmap_gen", &mut out);
-    table::<(u8, u32, u32), &[u8]>(&txn, "history", &mut out);
-    table::<&str, &[u8]>(&txn, "segments", &mut out);
-    table::<(u64, u32), &[u8]>(&txn, "changes", &mut out);
-    table::<&str, u64>(&txn, "consumers", &mut out);
-    table::<&str, &[u8]>(&txn, "watched", &mut out);
-    out
-}
+#[path = "support/dump.rs"]
+mod dump;
+use dump::dump;
 
 /// One writer's acknowledged inserts (their emails) and how its writes ended.
 #[derive(Default)]
@@ -138,6 +95,16 @@ fn step(tx: &mut WriteTransaction, me: u32, round: u32, email: &str) -> crmdb::R
             })?;
             tx.soft_delete(doomed)?;
             tx.purge(doomed)?;
+            // A duplicate merged into the new contact; every other one unmerged again.
+            let copy = tx.insert(Contact {
+                name: format!("writer {me} {round} again"),
+                tags: ["copy".to_owned()].into(),
+                ..Default::default()
+            })?;
+            let merge = tx.merge(id, copy, &MergePolicy::survivor_wins())?;
+            if round % 12 == 3 {
+                tx.unmerge(merge)?;
+            }
         }
         4 => {
             if tx.move_stage(target, stages::contact::ACTIVE).is_err() {

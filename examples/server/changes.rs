@@ -403,6 +403,9 @@ fn event_json(event: &Event) -> JsonValue {
             ("kind", json!(kind.as_str())),
             ("ids", json!(ids.iter().collect::<Vec<u32>>())),
         ],
+        Change::Merged { other, merge, .. } | Change::Unmerged { other, merge, .. } => {
+            vec![("other", json!(other)), ("merge", json!(merge))]
+        }
     };
     for (name, value) in fields {
         out.insert(name.into(), value);
@@ -418,6 +421,7 @@ fn cause_json(cause: &Cause) -> JsonValue {
         Cause::Remap => json!({ "type": "remap" }),
         Cause::Assignment { rule } => json!({ "type": "assignment", "rule": rule }),
         Cause::Refresh => json!({ "type": "refresh" }),
+        Cause::Merge { merge } => json!({ "type": "merge", "merge": merge }),
     }
 }
 

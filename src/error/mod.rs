@@ -236,6 +236,36 @@ pub enum Error {
         to: String,
     },
 
+    /// The record was merged into another ([`WriteTransaction::merge`]): reads by its id
+    /// resolve to the survivor, and it takes no writes of its own until the merge is
+    /// undone.
+    ///
+    /// [`WriteTransaction::merge`]: crate::WriteTransaction::merge
+    #[error("{kind} {id} was merged into {kind} {into} (merge {merge})")]
+    Merged {
+        /// The record's kind.
+        kind: EntityKind,
+        /// The merged record.
+        id: u32,
+        /// The record it was merged into.
+        into: u32,
+        /// The merge.
+        merge: u64,
+    },
+
+    /// No merge has this number.
+    #[error("unknown merge {0}")]
+    UnknownMerge(u64),
+
+    /// The merge cannot be undone: what stands in the way.
+    #[error("merge {merge} cannot be undone: {reason}")]
+    UnmergeConflict {
+        /// The merge.
+        merge: u64,
+        /// The conflict, naming the later merge, erasure or record in the way.
+        reason: String,
+    },
+
     /// An I/O error outside redb (opening a path).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),

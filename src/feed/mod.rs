@@ -86,6 +86,11 @@ pub enum Cause {
     },
     /// A refresh: the RFM refresh, or a refresh of watched segments as time passes.
     Refresh,
+    /// A merge of two records, or undoing one: the merge's number.
+    Merge {
+        /// The merge.
+        merge: u64,
+    },
 }
 
 /// What changed.
@@ -217,6 +222,30 @@ pub enum Change {
         /// The row ids that left.
         ids: RoaringBitmap,
     },
+    /// `other` was merged into `survivor`. The same batch holds the record events of
+    /// the merge (the survivor's update, the other's deletion, each re-pointed record),
+    /// with cause [`Cause::Merge`].
+    Merged {
+        /// The kind of both.
+        kind: EntityKind,
+        /// The record that stays.
+        survivor: u32,
+        /// The record merged into it, now a redirect.
+        other: u32,
+        /// The merge's number, for its lineage and for undoing it.
+        merge: u64,
+    },
+    /// A merge was undone: `other` is back, with the records the merge had moved.
+    Unmerged {
+        /// The kind of both.
+        kind: EntityKind,
+        /// The record that stayed.
+        survivor: u32,
+        /// The record restored.
+        other: u32,
+        /// The merge undone.
+        merge: u64,
+    },
 }
 
 impl Change {
@@ -231,6 +260,9 @@ impl Change {
             | Change::TagAdded { kind, id, .. }
             | Change::TagRemoved { kind, id, .. }
             | Change::StageChanged { kind, id, .. } => Some((*kind, *id)),
+            Change::Merged { kind, survivor, .. } | Change::Unmerged { kind, survivor, .. } => {
+                Some((*kind, *survivor))
+            }
             _ => None,
         }
     }
@@ -267,6 +299,8 @@ impl Change {
             Change::Unwatched { .. } => "unwatched",
             Change::Entered { .. } => "entered",
             Change::Left { .. } => "left",
+            Change::Merged { .. } => "merged",
+            Change::Unmerged { .. } => "unmerged",
         }
     }
 }

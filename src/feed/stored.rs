@@ -117,6 +117,18 @@ pub(crate) enum StoredChange {
         kind: EntityKind,
         ids: Vec<u32>,
     },
+    Merged {
+        kind: EntityKind,
+        survivor: u32,
+        other: u32,
+        merge: u64,
+    },
+    Unmerged {
+        kind: EntityKind,
+        survivor: u32,
+        other: u32,
+        merge: u64,
+    },
 }
 
 /// Decodes a stored record image of `kind` at `row`.
@@ -193,6 +205,28 @@ impl StoredEvent {
                 segment,
                 kind,
                 ids: ids(rows),
+            },
+            StoredChange::Merged {
+                kind,
+                survivor,
+                other,
+                merge,
+            } => Change::Merged {
+                kind,
+                survivor,
+                other,
+                merge,
+            },
+            StoredChange::Unmerged {
+                kind,
+                survivor,
+                other,
+                merge,
+            } => Change::Unmerged {
+                kind,
+                survivor,
+                other,
+                merge,
             },
         };
         Ok(Event {

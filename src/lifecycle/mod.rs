@@ -101,6 +101,10 @@ pub enum ChangeKind {
     Sweep,
     /// A machine replacement mapped the record.
     Remap,
+    /// A merge took the merged record's stage, further along the machine.
+    Merge,
+    /// Undoing a merge put back the stage the survivor had before it.
+    Unmerge,
 }
 
 /// One accepted stage change.

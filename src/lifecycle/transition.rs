@@ -168,6 +168,32 @@ pub(crate) fn resolve<R: Record>(
     }))
 }
 
+/// A merge entry: the survivor took the stage of the record merged into it, further
+/// along its machine (`undo` false), or got its own back when the merge was undone.
+/// Not checked against the machine: a merge takes a stage the other record reached
+/// through it, and undoing puts back one the survivor had.
+pub(crate) fn merged(
+    from: &Stage,
+    to: &Stage,
+    now: Timestamp,
+    actor: &str,
+    reason: String,
+    undo: bool,
+) -> StageChange {
+    StageChange {
+        from: Some(from.clone()),
+        to: to.clone(),
+        at: now,
+        actor: actor.to_owned(),
+        reason: Some(reason),
+        kind: if undo {
+            ChangeKind::Unmerge
+        } else {
+            ChangeKind::Merge
+        },
+    }
+}
+
 /// A remap entry: the record's stage changed by a machine replacement.
 pub(crate) fn remapped(from: &Stage, to: &Stage, now: Timestamp, actor: &str) -> StageChange {
     StageChange {

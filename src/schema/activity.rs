@@ -23,6 +23,35 @@ pub enum Subject {
 }
 
 impl Subject {
+    /// The subject re-pointed from row `from` of `kind` to row `to`; whether it was.
+    pub(crate) fn repoint(&mut self, kind: EntityKind, from: u32, to: u32) -> bool {
+        if self.reference() != (kind, from) {
+            return false;
+        }
+        *self = match self {
+            Subject::Contact(_) => Subject::Contact(ContactId::new(to)),
+            Subject::Account(_) => Subject::Account(AccountId::new(to)),
+            Subject::Deal(_) => Subject::Deal(DealId::new(to)),
+        };
+        true
+    }
+
+    /// [`Subject::repoint`] undone where it still holds.
+    pub(crate) fn repoint_back(
+        &mut self,
+        before: Subject,
+        kind: EntityKind,
+        survivor: u32,
+        other: u32,
+    ) -> bool {
+        if before.reference() == (kind, other) && self.reference() == (kind, survivor) {
+            *self = before;
+            true
+        } else {
+            false
+        }
+    }
+
     pub(crate) fn reference(self) -> (EntityKind, u32) {
         match self {
             Subject::Contact(id) => (EntityKind::Contact, id.get()),
@@ -175,6 +204,15 @@ impl sealed::RecordInternal for Activity {
                 at: self.at,
             },
         })
+    }
+
+    fn repoint(&mut self, kind: EntityKind, from: u32, to: u32) -> bool {
+        self.subject.repoint(kind, from, to)
+    }
+
+    fn repoint_back(&mut self, before: &Self, kind: EntityKind, survivor: u32, other: u32) -> bool {
+        self.subject
+            .repoint_back(before.subject, kind, survivor, other)
     }
 
     fn references(&self) -> Vec<(EntityKind, u32)> {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::FieldKind;
 use super::record::{
     FieldProblem, check_tags, check_text, day, normalise_key, opt_ref, record_common, record_impl,
-    sealed,
+    repoint_back_slot, repoint_slot, sealed,
 };
 use super::{
     AccountId, EntityKind, Field, GuardView, Lead, Money, OwnerId, Stage, Staged, Timestamp, Value,
@@ -206,6 +206,15 @@ impl sealed::RecordInternal for Contact {
         F::derived("tier", FieldKind::Cat { multi: false }),
         F::derived("band", FieldKind::Cat { multi: false }),
     ];
+
+    fn repoint(&mut self, kind: EntityKind, from: u32, to: u32) -> bool {
+        kind == EntityKind::Account && repoint_slot(&mut self.account, from, to)
+    }
+
+    fn repoint_back(&mut self, before: &Self, kind: EntityKind, survivor: u32, other: u32) -> bool {
+        kind == EntityKind::Account
+            && repoint_back_slot(&mut self.account, before.account, survivor, other)
+    }
 
     fn references(&self) -> Vec<(EntityKind, u32)> {
         let mut out = Vec::new();

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::record::MAX_LINE_ITEMS;
 use super::record::{
-    FieldProblem, check_tags, check_text, day, opt_ref, record_common, record_impl, sealed,
+    FieldProblem, check_tags, check_text, day, opt_ref, record_common, record_impl,
+    repoint_back_list, repoint_back_slot, repoint_list, repoint_slot, sealed,
 };
 use super::{
     AccountId, ContactId, EntityKind, Field, GuardView, Money, OwnerId, ProductId, Stage, Staged,
@@ -171,6 +172,35 @@ impl sealed::RecordInternal for Deal {
 
     fn stage_mut(&mut self) -> Option<&mut Stage> {
         Some(&mut self.stage)
+    }
+
+    fn repoint(&mut self, kind: EntityKind, from: u32, to: u32) -> bool {
+        match kind {
+            EntityKind::Contact => {
+                let contact = repoint_slot(&mut self.contact, from, to);
+                repoint_list(&mut self.participants, from, to) | contact
+            }
+            EntityKind::Account => repoint_slot(&mut self.account, from, to),
+            _ => false,
+        }
+    }
+
+    fn repoint_back(&mut self, before: &Self, kind: EntityKind, survivor: u32, other: u32) -> bool {
+        match kind {
+            EntityKind::Contact => {
+                let contact = repoint_back_slot(&mut self.contact, before.contact, survivor, other);
+                repoint_back_list(
+                    &mut self.participants,
+                    &before.participants,
+                    survivor,
+                    other,
+                ) | contact
+            }
+            EntityKind::Account => {
+                repoint_back_slot(&mut self.account, before.account, survivor, other)
+            }
+            _ => false,
+        }
     }
 
     fn references(&self) -> Vec<(EntityKind, u32)> {

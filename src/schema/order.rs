@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::deal::lines_total;
-use super::record::{FieldProblem, day, opt_ref, record_common, record_impl, sealed};
+use super::record::{
+    FieldProblem, day, opt_ref, record_common, record_impl, repoint_back_slot, repoint_slot, sealed,
+};
 use super::{
     AccountId, ContactEffect, ContactId, Contribution, EntityKind, Field, LineItem, Money,
     Timestamp, Value,
@@ -115,6 +117,26 @@ impl sealed::RecordInternal for Order {
                 at: self.at,
             },
         })
+    }
+
+    fn repoint(&mut self, kind: EntityKind, from: u32, to: u32) -> bool {
+        match kind {
+            EntityKind::Contact => repoint_slot(&mut self.contact, from, to),
+            EntityKind::Account => repoint_slot(&mut self.account, from, to),
+            _ => false,
+        }
+    }
+
+    fn repoint_back(&mut self, before: &Self, kind: EntityKind, survivor: u32, other: u32) -> bool {
+        match kind {
+            EntityKind::Contact => {
+                repoint_back_slot(&mut self.contact, before.contact, survivor, other)
+            }
+            EntityKind::Account => {
+                repoint_back_slot(&mut self.account, before.account, survivor, other)
+            }
+            _ => false,
+        }
     }
 
     fn references(&self) -> Vec<(EntityKind, u32)> {

@@ -59,6 +59,67 @@ pub(crate) fn opt_ref<I: RecordId>(
     }
 }
 
+/// A reference slot re-pointed from row `from` to row `to` (a merge); whether it was.
+pub(crate) fn repoint_slot<I: RecordId>(slot: &mut Option<I>, from: u32, to: u32) -> bool {
+    match slot {
+        Some(id) if id.row() == from => {
+            *slot = Some(I::from_row(to));
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A reference slot pointed back at `other` if it held `other` in `before` and holds
+/// `survivor` now (undoing a merge); whether it was.
+pub(crate) fn repoint_back_slot<I: RecordId>(
+    slot: &mut Option<I>,
+    before: Option<I>,
+    survivor: u32,
+    other: u32,
+) -> bool {
+    if before.map(RecordId::row) == Some(other) && slot.map(RecordId::row) == Some(survivor) {
+        *slot = before;
+        true
+    } else {
+        false
+    }
+}
+
+/// A list of references re-pointed from `from` to `to`, without listing `to` twice.
+pub(crate) fn repoint_list<I: RecordId>(list: &mut Vec<I>, from: u32, to: u32) -> bool {
+    let Some(at) = list.iter().position(|id| id.row() == from) else {
+        return false;
+    };
+    if list.iter().any(|id| id.row() == to) {
+        list.remove(at);
+    } else {
+        list[at] = I::from_row(to);
+    }
+    true
+}
+
+/// [`repoint_list`] undone: `other` back where it was in `before`, if it is missing now.
+pub(crate) fn repoint_back_list<I: RecordId>(
+    list: &mut Vec<I>,
+    before: &[I],
+    survivor: u32,
+    other: u32,
+) -> bool {
+    let Some(was) = before.iter().position(|id| id.row() == other) else {
+        return false;
+    };
+    if list.iter().any(|id| id.row() == other) {
+        return false;
+    }
+    let survivor_before = before.iter().any(|id| id.row() == survivor);
+    match list.iter().position(|id| id.row() == survivor) {
+        Some(at) if !survivor_before => list[at] = I::from_row(other),
+        _ => list.insert(was.min(list.len()), I::from_row(other)),
+    }
+    true
+}
+
 /// What a stage guard can look at in a record about to be written.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct GuardView<'a> {
@@ -219,6 +280,26 @@ pub(crate) mod sealed {
         /// The record as a lead for the assignment rules (contacts).
         fn lead(&mut self) -> Option<Lead<'_>> {
             None
+        }
+        /// Points every reference to row `from` of `kind` at row `to` instead (a merge
+        /// re-pointing related records); whether anything changed.
+        fn repoint(&mut self, _kind: EntityKind, _from: u32, _to: u32) -> bool {
+            false
+        }
+        /// Undoes [`repoint`](Self::repoint)`(kind, other, survivor)` where it still
+        /// holds: a reference that was `other` in `before` and is `survivor` now points
+        /// at `other` again; a reference changed since is left alone.
+        fn repoint_back(
+            &mut self,
+            _before: &Self,
+            _kind: EntityKind,
+            _survivor: u32,
+            _other: u32,
+        ) -> bool
+        where
+            Self: Sized,
+        {
+            false
         }
     }
 }

@@ -86,6 +86,20 @@ impl sealed::RecordInternal for Task {
         F::date("created", |k, t, f| t.num_opt(f, k.created_at.map(day))),
     ];
 
+    fn repoint(&mut self, kind: EntityKind, from: u32, to: u32) -> bool {
+        match &mut self.related {
+            Some(subject) => subject.repoint(kind, from, to),
+            None => false,
+        }
+    }
+
+    fn repoint_back(&mut self, before: &Self, kind: EntityKind, survivor: u32, other: u32) -> bool {
+        match (&mut self.related, before.related) {
+            (Some(subject), Some(was)) => subject.repoint_back(was, kind, survivor, other),
+            _ => false,
+        }
+    }
+
     fn references(&self) -> Vec<(EntityKind, u32)> {
         let mut out = Vec::new();
         opt_ref(EntityKind::Owner, self.assignee, &mut out);

@@ -70,6 +70,27 @@ pub(crate) const CONSUMERS: TableDefinition<&str, u64> = TableDefinition::new("c
 /// the bitmap [`watch_key`](crate::index::watch_key).
 pub(crate) const WATCHED: TableDefinition<&str, &[u8]> = TableDefinition::new("watched");
 
+/// Customer identity: merge lineages, redirects, consent ledgers and erasure
+/// records, under the keys of [`identity`] → versioned entries (`txn::merge`).
+pub(crate) const IDENTITY: TableDefinition<&str, &[u8]> = TableDefinition::new("identity");
+
+/// Keys of the [`IDENTITY`] table. Numbers are zero-padded so that keys sort in
+/// numeric order.
+pub(crate) mod identity {
+    use crate::schema::EntityKind;
+
+    /// Prefix of merge lineages.
+    pub(crate) const MERGE: &str = "merge/";
+    /// The lineage of merge `id`.
+    pub(crate) fn merge(id: u64) -> String {
+        format!("{MERGE}{id:020}")
+    }
+    /// The redirect of a merged record: to the merge that merged it.
+    pub(crate) fn redirect(kind: EntityKind, row: u32) -> String {
+        format!("redirect/{kind}/{row:010}")
+    }
+}
+
 /// Meta keys.
 pub(crate) mod meta {
     /// The database format version (one byte).
@@ -87,6 +108,8 @@ pub(crate) mod meta {
     /// Where files written before [`SEQUENCE_KEY`](super::SEQUENCE_KEY) keep the commit
     /// sequence; read only, when that key is absent.
     pub(crate) const SEQUENCE: &str = "commit.sequence";
+    /// The number of the last merge (`txn::merge`).
+    pub(crate) const LAST_MERGE: &str = "identity.last_merge";
     /// The state of the last RFM refresh.
     pub(crate) const RFM: &str = "analytics.rfm";
 }
@@ -113,5 +136,6 @@ pub(crate) fn each_table(visit: &mut impl EachTable) -> Result<()> {
     visit.table(SEGMENTS)?;
     visit.table(CHANGES)?;
     visit.table(CONSUMERS)?;
-    visit.table(WATCHED)
+    visit.table(WATCHED)?;
+    visit.table(IDENTITY)
 }

@@ -44,6 +44,10 @@ pub(crate) mod sealed {
         /// Watched segments and the kind each selects, by name.
         fn watched_list(&self) -> Result<Vec<(String, EntityKind)>>;
         fn clock_now(&self) -> Timestamp;
+        /// An entry of the identity table.
+        fn identity_bytes(&self, key: &str) -> Result<Option<Vec<u8>>>;
+        /// The identity entries whose keys start with `prefix`, in key order.
+        fn identity_entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
 
         /// A record if it exists.
         fn record<I: RecordId>(&self, id: I) -> Result<Option<I::Record>> {

@@ -135,6 +135,12 @@ impl crate::storage::source::sealed::Source for Within<'_> {
     fn watched_list(&self) -> Result<Vec<(String, EntityKind)>> {
         self.tx.watched_list()
     }
+    fn identity_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.tx.identity_bytes(key)
+    }
+    fn identity_entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        self.tx.identity_entries(prefix)
+    }
 }
 
 /// A summary of one watched segment's refresh.

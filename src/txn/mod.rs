@@ -23,9 +23,11 @@ mod config;
 mod effects;
 mod feed;
 pub(crate) mod group;
+mod merge;
 mod records;
 pub(crate) mod replica;
 mod snapshot;
+mod tables;
 mod undo;
 
 use std::collections::HashMap;
@@ -50,6 +52,7 @@ pub(crate) use config::DerivedIndexes;
 pub use config::assignment;
 pub use feed::WatchRefresh;
 pub(crate) use feed::{FeedState, Watch};
+pub use merge::{FieldRule, Lineage, MergePolicy, MovedRecord, Undone};
 pub(crate) use records::{check_shape, normalise_new};
 pub use snapshot::{ReadTransaction, Snapshot};
 

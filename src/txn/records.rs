@@ -193,6 +193,7 @@ impl WriteTransaction {
     pub(super) fn live_record<I: RecordId>(&self, id: I) -> Result<I::Record> {
         let record = self.get(id)?;
         if record.deleted_at().is_some() {
+            self.refuse_merged::<I::Record>(id.row())?;
             return Err(Error::Deleted {
                 kind: I::Record::KIND,
                 id: id.row(),
@@ -377,6 +378,7 @@ impl WriteTransaction {
                     id: id.row(),
                 });
             }
+            tx.refuse_merged::<I::Record>(id.row())?;
             let mut record = old.clone();
             record.set_deleted_at(None);
             if let Some(figures) = record.figures_mut() {
@@ -404,6 +406,7 @@ impl WriteTransaction {
             if old.deleted_at().is_none() {
                 return Err(Error::NotDeleted { kind, id: row });
             }
+            tx.refuse_merged::<I::Record>(row)?;
             let target = row.to_string();
             for (referrer_kind, field) in kind.referrers() {
                 let referrers = tx.bitmap(&index::cat_key(referrer_kind, field, &target))?;

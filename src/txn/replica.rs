@@ -20,7 +20,7 @@ use crate::index;
 use crate::schema::{EntityKind, KindVisitor, Record};
 use crate::storage::source::decode_record;
 use crate::storage::source::sealed::Source;
-use crate::storage::{self, CHANGES, CONSUMERS, META, SEGMENTS, WATCHED};
+use crate::storage::{self, CHANGES, CONSUMERS, IDENTITY, META, SEGMENTS, WATCHED};
 
 /// The durable consumer a move keeps on its source, so that retention keeps every
 /// batch the copy has not applied yet.
@@ -131,7 +131,8 @@ impl WriteTransaction {
                     self.store_history(kind, id, &change)?;
                 }
                 // The images say the tags again; configuration, segment definitions,
-                // derived indexes and watched members are copied by `sync_from`.
+                // derived indexes, watched members and lineages are copied by
+                // `sync_from`.
                 StoredChange::TagAdded { .. }
                 | StoredChange::TagRemoved { .. }
                 | StoredChange::SchemaChanged { .. }
@@ -143,7 +144,9 @@ impl WriteTransaction {
                 | StoredChange::Watched { .. }
                 | StoredChange::Unwatched { .. }
                 | StoredChange::Entered { .. }
-                | StoredChange::Left { .. } => {}
+                | StoredChange::Left { .. }
+                | StoredChange::Merged { .. }
+                | StoredChange::Unmerged { .. } => {}
             }
         }
         let mut table = self.txn()?.open_table(CHANGES)?;
@@ -155,7 +158,8 @@ impl WriteTransaction {
 
     /// Makes what the change log does not carry equal to the snapshot's: the meta
     /// table, saved segments, watched segments and their members, consumers (but the
-    /// move's own), every derived index, and how far back the log goes.
+    /// move's own), the identity table (lineages, redirects), every derived index, and
+    /// how far back the log goes.
     fn sync_from(&mut self, source: &ReadTransaction) -> Result<()> {
         let mut watched = source.watched_list()?;
         watched.extend(self.watched_list()?);
@@ -165,6 +169,7 @@ impl WriteTransaction {
             equalise(SEGMENTS, from, to)?;
             equalise(WATCHED, from, to)?;
             equalise(CONSUMERS, from, to)?;
+            equalise(IDENTITY, from, to)?;
         }
         for (name, kind) in watched {
             let key = index::watch_key(kind, &name);

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use redb::{ReadOnlyTable, ReadableTable};
 use roaring::RoaringBitmap;
 
-use super::{Shared, StagedId, WriteTransaction};
-use crate::codec;
+use super::tables::{
+    all_rows, consumers_in, entries_in, history_in, keys_in, segment_names_in, watched_in,
+};
+use super::{Shared, StagedId, WriteTransaction, merge};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::index::cache::Cached;
@@ -63,7 +65,42 @@ pub trait Snapshot: Source {
     /// A storage failure.
     fn contact_by_email(&self, email: &str) -> Result<Option<ContactId>> {
         let key = normalise_key(email);
-        Ok(self.unique_row("contact.email", &key)?.map(ContactId::new))
+        match self.unique_row("contact.email", &key)? {
+            Some(row) => Ok(Some(ContactId::new(merge::resolve_row(
+                self,
+                EntityKind::Contact,
+                row,
+            )?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The record an id stands for now: the id itself, or, for a record merged into
+    /// another ([`WriteTransaction::merge`]), the survivor its merges lead to. [`get`]
+    /// reads the row itself: a merged record's is in the recycle bin.
+    ///
+    /// [`get`]: Snapshot::get
+    ///
+    /// # Errors
+    /// A decode or storage failure.
+    fn resolve<I: RecordId>(&self, id: I) -> Result<I> {
+        merge::resolve_row(self, I::Record::KIND, id.row()).map(I::from_row)
+    }
+
+    /// What merge `merge` did, and whether it has been undone.
+    ///
+    /// # Errors
+    /// [`Error::UnknownMerge`], or a decode or storage failure.
+    fn lineage(&self, merge: u64) -> Result<merge::Lineage> {
+        merge::lineage_of(self, merge)
+    }
+
+    /// Every merge's lineage, in merge order, undone ones included.
+    ///
+    /// # Errors
+    /// A decode or storage failure.
+    fn merges(&self) -> Result<Vec<merge::Lineage>> {
+        merge::lineages(self)
     }
 
     /// The product holding a sku (case-insensitive).
@@ -359,82 +396,6 @@ where
     Ok(bsi)
 }
 
-fn consumers_in<T: ReadableTable<&'static str, u64>>(table: &T) -> Result<Vec<(String, u64)>> {
-    let mut out = Vec::new();
-    for entry in table.iter()? {
-        let (name, position) = entry?;
-        out.push((name.value().to_owned(), position.value()));
-    }
-    Ok(out)
-}
-
-fn watched_in<T: ReadableTable<&'static str, &'static [u8]>>(
-    table: &T,
-) -> Result<Vec<(String, EntityKind)>> {
-    let mut out = Vec::new();
-    for entry in table.iter()? {
-        let (name, bytes) = entry?;
-        let name = name.value().to_owned();
-        let kind = codec::decode("watched", &name, bytes.value())?;
-        out.push((name, kind));
-    }
-    Ok(out)
-}
-
-fn keys_in<G: ReadableTable<&'static str, u64>>(
-    generations: &G,
-    prefix: &str,
-) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    let iter = match store::prefix_end(prefix) {
-        Some(end) => generations.range(prefix..end.as_str())?,
-        None => generations.range(prefix..)?,
-    };
-    for entry in iter {
-        let (key, _) = entry?;
-        out.push(key.value().to_owned());
-    }
-    Ok(out)
-}
-
-fn history_in<T: ReadableTable<(u8, u32, u32), &'static [u8]>>(
-    table: &T,
-    kind: EntityKind,
-    row: u32,
-) -> Result<Vec<StageChange>> {
-    let k = kind as u8;
-    let mut out = Vec::new();
-    for entry in table.range((k, row, 0)..=(k, row, u32::MAX))? {
-        let (key, value) = entry?;
-        let (_, _, seq) = key.value();
-        out.push(codec::decode(
-            "history",
-            &format!("{kind}/{row}/{seq}"),
-            value.value(),
-        )?);
-    }
-    Ok(out)
-}
-
-fn all_rows<T: ReadableTable<u32, &'static [u8]>>(table: &T) -> Result<Vec<(u32, Vec<u8>)>> {
-    let mut out = Vec::new();
-    for entry in table.iter()? {
-        let (k, v) = entry?;
-        out.push((k.value(), v.value().to_vec()));
-    }
-    Ok(out)
-}
-
-fn segment_names_in<T: ReadableTable<&'static str, &'static [u8]>>(
-    table: &T,
-) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for entry in table.iter()? {
-        out.push(entry?.0.value().to_owned());
-    }
-    Ok(out)
-}
-
 impl ReadTransaction {
     pub(crate) fn begin(inner: Arc<Shared>, txn: redb::ReadTransaction) -> Result<ReadTransaction> {
         Ok(ReadTransaction {
@@ -523,6 +484,15 @@ impl Source for ReadTransaction {
     fn segment_bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let table = self.txn.open_table(storage::SEGMENTS)?;
         Ok(table.get(name)?.map(|v| v.value().to_vec()))
+    }
+
+    fn identity_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let table = self.txn.open_table(storage::IDENTITY)?;
+        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    fn identity_entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        entries_in(&self.txn.open_table(storage::IDENTITY)?, prefix)
     }
 
     fn segment_names(&self) -> Result<Vec<String>> {
@@ -750,6 +720,15 @@ impl Source for WriteTransaction {
     fn segment_bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let table = self.txn()?.open_table(storage::SEGMENTS)?;
         Ok(table.get(name)?.map(|v| v.value().to_vec()))
+    }
+
+    fn identity_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let table = self.txn()?.open_table(storage::IDENTITY)?;
+        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    fn identity_entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        entries_in(&self.txn()?.open_table(storage::IDENTITY)?, prefix)
     }
 
     fn segment_names(&self) -> Result<Vec<String>> {

@@ -55,6 +55,10 @@ pub(super) enum Undo {
         name: String,
         old: Option<Vec<u8>>,
     },
+    Identity {
+        key: String,
+        old: Option<Vec<u8>>,
+    },
 }
 
 /// The state of a write transaction at a mark (the index delta keeps its own).
@@ -177,6 +181,13 @@ impl WriteTransaction {
                         None => table.remove(name.as_str())?,
                     };
                 }
+                Undo::Identity { key, old } => {
+                    let mut table = txn.open_table(storage::IDENTITY)?;
+                    match old {
+                        Some(bytes) => table.insert(key.as_str(), bytes.as_slice())?,
+                        None => table.remove(key.as_str())?,
+                    };
+                }
             }
         }
         Ok(())
@@ -275,6 +286,17 @@ impl WriteTransaction {
             drop(table);
             self.push_undo(Undo::Consumer {
                 name: name.to_owned(),
+                old,
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn note_identity(&mut self, key: &str) -> Result<()> {
+        if self.undo.is_some() {
+            let old = self.identity_bytes(key)?;
+            self.push_undo(Undo::Identity {
+                key: key.to_owned(),
                 old,
             });
         }
