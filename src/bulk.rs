@@ -229,6 +229,8 @@ pub(crate) struct PreparedInsert {
     /// The create move, or why it was refused (reported after the link checks, in the
     /// same order as a one-by-one insert).
     pub(crate) change: Result<Option<StageChange>>,
+    /// An opted-out contact: its email consent entry is written with it.
+    pub(crate) unsubscribed: bool,
 }
 
 /// Prepares the insert of a record that has no side effects on other records (not an
@@ -257,5 +259,6 @@ pub(crate) fn prepare_insert<R: Record>(
         unique: record.unique_keys(),
         references: record.references(),
         change,
+        unsubscribed: record.unsubscribed() == Some(true),
     })
 }

@@ -20,6 +20,8 @@ pub(crate) struct Config {
     pub(crate) schemas: BTreeMap<EntityKind, CustomSchema>,
     pub(crate) machines: Machines,
     pub(crate) assignment: Assignment,
+    /// The consent channels, `email` first.
+    pub(crate) consent_channels: Vec<String>,
 }
 
 impl Config {
@@ -41,10 +43,18 @@ impl Config {
             Some(bytes) => codec::decode("meta", &meta::ASSIGNMENT, &bytes)?,
             None => Assignment::default(),
         };
+        let consent_channels = match get(meta::CONSENT_CHANNELS)? {
+            Some(bytes) => codec::decode("meta", &meta::CONSENT_CHANNELS, &bytes)?,
+            None => crate::schema::DEFAULT_CHANNELS
+                .iter()
+                .map(|c| (*c).to_owned())
+                .collect(),
+        };
         Ok(Config {
             schemas,
             machines,
             assignment,
+            consent_channels,
         })
     }
 }

@@ -38,6 +38,9 @@
 //! name in one city) is skipped and counted in the report rather than compared
 //! pairwise.
 
+pub use crate::schema::{
+    Consent, ConsentEntry, ConsentStatus, DEFAULT_CHANNELS, LawfulBasis, UNSUBSCRIBED_SOURCE,
+};
 pub use crate::txn::{FieldRule, Lineage, MergePolicy, MovedRecord, Undone};
 
 use std::collections::BTreeSet;
@@ -330,15 +333,9 @@ pub fn duplicate_candidates<S: Snapshot + ?Sized>(
         // email or phone to find the pair. The last variant leaves nothing out.
         let variants = if chars.len() <= 32 { chars.len() } else { 0 };
         for leave_out in 0..=variants {
-            let name: String = chars
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != leave_out)
-                .map(|(_, c)| c)
-                .collect();
-            keys.push((key(&(3u8, region, &name)), index));
+            keys.push((name_key(3, region, &chars, leave_out), index));
             if let Some(account) = account {
-                keys.push((key(&(4u8, account, &name)), index));
+                keys.push((name_key(4, account, &chars, leave_out), index));
             }
         }
     }
@@ -384,6 +381,20 @@ pub fn duplicate_candidates<S: Snapshot + ?Sized>(
 fn key(value: &impl Hash) -> u64 {
     let mut hasher = DefaultHasher::new();
     value.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The blocking hash of a name within `scope`, without its character `leave_out`
+/// (none when it is past the end), hashed without building the shorter name.
+fn name_key(tag: u8, scope: &str, chars: &[char], leave_out: usize) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    tag.hash(&mut hasher);
+    scope.hash(&mut hasher);
+    for (i, c) in chars.iter().enumerate() {
+        if i != leave_out {
+            hasher.write_u32(u32::from(*c));
+        }
+    }
     hasher.finish()
 }
 

@@ -64,6 +64,10 @@
 //! [`identity::MergePolicy`], figures recomputed, the further stage taken; the merged
 //! contact becomes a redirect ([`Snapshot::resolve`]) and a [`identity::Lineage`]
 //! keeps what [`WriteTransaction::unmerge`] needs to undo it.
+//! [`WriteTransaction::record_consent`] appends to a contact's consent ledger (per
+//! channel: granted, denied or unknown, a lawful basis, a source, the time); the
+//! latest entry is the state, queryable in segments, and the email channel is kept in
+//! step with `unsubscribed`.
 //!
 //! ## Query language
 //! ```text
@@ -109,7 +113,11 @@
 //! - owner: `team region capacity created`
 //! - task: `status assignee contact account deal due created`
 //!
-//! and `custom.<name>` for the custom fields declared on a kind.
+//! and `custom.<name>` for the custom fields declared on a kind. Contacts also have
+//! `consent.<channel>` for each consent channel (`email sms phone wechat` unless
+//! changed): `consent.email = "granted"`, `consent.sms != "denied"`. Every contact has
+//! a state in every channel, `"unknown"` when its ledger has no entry there, so `!=`
+//! and `"unknown"` include the contacts without one.
 
 #![deny(missing_docs, unsafe_code)]
 // The sealed traits `Record` and `Snapshot` name crate-private types in their hidden

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crmdb::feed::{Cause, Change};
-use crmdb::identity::{FieldRule, MergePolicy};
+use crmdb::identity::{Consent, ConsentStatus, DEFAULT_CHANNELS, FieldRule, MergePolicy};
 use crmdb::{
     Account, Activity, ActivityKind, Builder, ChangeKind, Contact, ContactId, Database, Deal,
     DealId, Direction, EntityKind, Error, ManualClock, Money, Order, OrderId, OrderStatus, Owner,
@@ -378,8 +378,9 @@ fn unmerge_is_refused_when_the_email_is_taken_since() -> crmdb::Result<()> {
 // ---- the property: merge then unmerge returns the tables to where they were ----
 
 /// The tables a merge and its undoing must leave as they found them: rows, natural
-/// keys, bitmap indexes. The stage history keeps the merge's entries, the change log
-/// its events, the identity table the lineage; the meta table counts merges.
+/// keys, bitmap indexes (consent states among them). The stage history keeps the
+/// merge's entries, the change log its events, the identity table the lineage and
+/// the consent entries of both; the meta table counts merges.
 fn restorable(tables: &Tables) -> Tables {
     tables
         .iter()
@@ -396,6 +397,8 @@ struct Person {
     stage: u8,
     orders: Vec<(u16, bool)>,
     activities: u8,
+    unsubscribed: bool,
+    consents: Vec<(u8, u8)>,
 }
 
 fn person() -> impl Strategy<Value = Person> {
@@ -406,15 +409,21 @@ fn person() -> impl Strategy<Value = Person> {
         0u8..4,
         prop::collection::vec((1u16..500, any::<bool>()), 0..4),
         0u8..3,
+        any::<bool>(),
+        prop::collection::vec((0u8..4, 0u8..3), 0..3),
     )
-        .prop_map(|(email, phone, tags, stage, orders, activities)| Person {
-            email,
-            phone,
-            tags,
-            stage,
-            orders,
-            activities,
-        })
+        .prop_map(
+            |(email, phone, tags, stage, orders, activities, unsubscribed, consents)| Person {
+                email,
+                phone,
+                tags,
+                stage,
+                orders,
+                activities,
+                unsubscribed,
+                consents,
+            },
+        )
 }
 
 /// Writes the people, their orders and activities, and deals between them.
@@ -435,9 +444,21 @@ fn populate(db: &Database, people: &[Person], deals: &[(usize, usize)]) -> crmdb
                 phone: p.phone.then(|| format!("+86 139{n:08}")),
                 tags: p.tags.iter().map(|t| format!("t{t}")).collect(),
                 stage: stage.into(),
+                unsubscribed: p.unsubscribed,
                 ..Default::default()
             })?;
             ids.push(id);
+            for (channel, status) in &p.consents {
+                let status = [
+                    ConsentStatus::Granted,
+                    ConsentStatus::Denied,
+                    ConsentStatus::Unknown,
+                ][usize::from(*status)];
+                tx.record_consent(
+                    id,
+                    Consent::new(DEFAULT_CHANNELS[usize::from(*channel)], status),
+                )?;
+            }
             for (total, is_paid) in &p.orders {
                 let mut order = paid(id, i64::from(*total) * 100);
                 if !is_paid {

@@ -406,6 +406,12 @@ fn event_json(event: &Event) -> JsonValue {
         Change::Merged { other, merge, .. } | Change::Unmerged { other, merge, .. } => {
             vec![("other", json!(other)), ("merge", json!(merge))]
         }
+        Change::ConsentRecorded {
+            channel, status, ..
+        } => vec![
+            ("channel", json!(channel)),
+            ("status", json!(status.as_str())),
+        ],
     };
     for (name, value) in fields {
         out.insert(name.into(), value);

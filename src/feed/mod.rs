@@ -235,6 +235,15 @@ pub enum Change {
         /// The merge's number, for its lineage and for undoing it.
         merge: u64,
     },
+    /// A contact's consent ledger got an entry: its new state in a channel.
+    ConsentRecorded {
+        /// The contact's row id.
+        id: u32,
+        /// The channel.
+        channel: String,
+        /// The state.
+        status: crate::schema::ConsentStatus,
+    },
     /// A merge was undone: `other` is back, with the records the merge had moved.
     Unmerged {
         /// The kind of both.
@@ -263,6 +272,7 @@ impl Change {
             Change::Merged { kind, survivor, .. } | Change::Unmerged { kind, survivor, .. } => {
                 Some((*kind, *survivor))
             }
+            Change::ConsentRecorded { id, .. } => Some((EntityKind::Contact, *id)),
             _ => None,
         }
     }
@@ -300,6 +310,7 @@ impl Change {
             Change::Entered { .. } => "entered",
             Change::Left { .. } => "left",
             Change::Merged { .. } => "merged",
+            Change::ConsentRecorded { .. } => "consent_recorded",
             Change::Unmerged { .. } => "unmerged",
         }
     }

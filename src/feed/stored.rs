@@ -123,6 +123,11 @@ pub(crate) enum StoredChange {
         other: u32,
         merge: u64,
     },
+    ConsentRecorded {
+        id: u32,
+        channel: String,
+        status: crate::schema::ConsentStatus,
+    },
     Unmerged {
         kind: EntityKind,
         survivor: u32,
@@ -216,6 +221,15 @@ impl StoredEvent {
                 survivor,
                 other,
                 merge,
+            },
+            StoredChange::ConsentRecorded {
+                id,
+                channel,
+                status,
+            } => Change::ConsentRecorded {
+                id,
+                channel,
+                status,
             },
             StoredChange::Unmerged {
                 kind,

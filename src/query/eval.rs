@@ -15,7 +15,7 @@ use super::{CmpOp, Literal, MAX_QUERY_DEPTH, Predicate, Query, SavedSegment};
 use crate::error::{Error, QueryError, QueryErrorKind, Result};
 use crate::index::bsi::Cmp;
 use crate::index::{self, Bsi};
-use crate::schema::EntityKind;
+use crate::schema::{ConsentStatus, EntityKind, consent_field};
 use crate::storage::source::Source;
 
 /// A bound, executable plan.
@@ -229,6 +229,11 @@ impl<S: Source + ?Sized> Binder<'_, S> {
     }
 
     fn bind_field(&mut self, name: &str, predicate: &Predicate, offset: usize) -> Result<Plan> {
+        if self.kind == EntityKind::Contact
+            && let Some(channel) = name.strip_prefix("consent.")
+        {
+            return self.bind_consent(name, channel, predicate, offset);
+        }
         let schema = self.config.schema(self.kind);
         let Some((field, kind)) = fields::resolve(self.kind, &schema, name) else {
             return Err(qerr(offset, QueryErrorKind::UnknownField(name.to_owned())));
@@ -302,6 +307,56 @@ impl<S: Source + ?Sized> Binder<'_, S> {
                 Err(mismatch(offset, name, "WITHIN applies to date fields"))
             }
             Predicate::Exists => self.exists(&field, kind),
+        }
+    }
+
+    /// `consent.<channel>`: every contact has a state in every channel, `unknown`
+    /// without an entry, so `!=` and `unknown` include the contacts without one.
+    fn bind_consent(
+        &self,
+        name: &str,
+        channel: &str,
+        predicate: &Predicate,
+        offset: usize,
+    ) -> Result<Plan> {
+        if !self.config.consent_channels.iter().any(|c| c == channel) {
+            return Err(qerr(offset, QueryErrorKind::UnknownField(name.to_owned())));
+        }
+        let field = consent_field(channel);
+        let bitmap = |status: ConsentStatus| -> Result<Plan> {
+            let key = index::cat_key(EntityKind::Contact, &field, status.as_str());
+            Ok(Plan::Bitmap(self.snap.bitmap(&key)?))
+        };
+        let state = |literal: &Literal| -> Result<Plan> {
+            let status = match literal {
+                Literal::Str(s) => ConsentStatus::parse(s),
+                _ => None,
+            };
+            match status {
+                Some(ConsentStatus::Unknown) => Ok(Plan::Not(Box::new(Plan::Or(vec![
+                    bitmap(ConsentStatus::Granted)?,
+                    bitmap(ConsentStatus::Denied)?,
+                ])))),
+                Some(status) => bitmap(status),
+                None => Err(mismatch(
+                    offset,
+                    name,
+                    "expected granted, denied or unknown",
+                )),
+            }
+        };
+        match predicate {
+            Predicate::Cmp(CmpOp::Eq, literal) => state(literal),
+            Predicate::Cmp(CmpOp::Ne, literal) => Ok(Plan::Not(Box::new(state(literal)?))),
+            Predicate::In(values) => Ok(Plan::Or(
+                values.iter().map(state).collect::<Result<Vec<_>>>()?,
+            )),
+            Predicate::Exists => Ok(Plan::All),
+            _ => Err(mismatch(
+                offset,
+                name,
+                "consent states are compared with =, != and IN",
+            )),
         }
     }
 

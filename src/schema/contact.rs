@@ -207,6 +207,10 @@ impl sealed::RecordInternal for Contact {
         F::derived("band", FieldKind::Cat { multi: false }),
     ];
 
+    fn unsubscribed(&self) -> Option<bool> {
+        Some(self.unsubscribed)
+    }
+
     fn repoint(&mut self, kind: EntityKind, from: u32, to: u32) -> bool {
         kind == EntityKind::Account && repoint_slot(&mut self.account, from, to)
     }

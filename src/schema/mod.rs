@@ -4,6 +4,7 @@
 mod account;
 mod activity;
 mod any;
+mod consent;
 mod contact;
 mod custom;
 mod deal;
@@ -24,6 +25,9 @@ use serde::{Deserialize, Serialize};
 pub use account::Account;
 pub use activity::{Activity, ActivityKind, Direction, Subject};
 pub use any::AnyRecord;
+pub use consent::{
+    Consent, ConsentEntry, ConsentStatus, DEFAULT_CHANNELS, LawfulBasis, UNSUBSCRIBED_SOURCE,
+};
 pub use contact::{Contact, ContactRole, ContactStats};
 pub use custom::{CustomSchema, FieldDef, FieldType, Value};
 pub use deal::{DEFAULT_PIPELINE, Deal, LineItem};
@@ -36,6 +40,7 @@ pub use record::Record;
 pub use stage::Stage;
 pub use task::{Task, TaskStatus};
 
+pub(crate) use consent::consent_field;
 pub(crate) use custom::custom_is_categorical;
 pub(crate) use field::{Field, FieldKind};
 pub(crate) use record::sealed::RecordInternal;

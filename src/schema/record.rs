@@ -281,6 +281,10 @@ pub(crate) mod sealed {
         fn lead(&mut self) -> Option<Lead<'_>> {
             None
         }
+        /// The opt-out flag the email consent channel follows (contacts).
+        fn unsubscribed(&self) -> Option<bool> {
+            None
+        }
         /// Points every reference to row `from` of `kind` at row `to` instead (a merge
         /// re-pointing related records); whether anything changed.
         fn repoint(&mut self, _kind: EntityKind, _from: u32, _to: u32) -> bool {

@@ -85,6 +85,14 @@ pub(crate) mod identity {
     pub(crate) fn merge(id: u64) -> String {
         format!("{MERGE}{id:020}")
     }
+    /// The prefix of a contact's consent ledger.
+    pub(crate) fn consent_prefix(row: u32) -> String {
+        format!("consent/{row:010}/")
+    }
+    /// Entry `seq` of a contact's consent ledger.
+    pub(crate) fn consent(row: u32, seq: u32) -> String {
+        format!("consent/{row:010}/{seq:010}")
+    }
     /// The redirect of a merged record: to the merge that merged it.
     pub(crate) fn redirect(kind: EntityKind, row: u32) -> String {
         format!("redirect/{kind}/{row:010}")
@@ -108,6 +116,8 @@ pub(crate) mod meta {
     /// Where files written before [`SEQUENCE_KEY`](super::SEQUENCE_KEY) keep the commit
     /// sequence; read only, when that key is absent.
     pub(crate) const SEQUENCE: &str = "commit.sequence";
+    /// The consent channels (`txn::consent`).
+    pub(crate) const CONSENT_CHANNELS: &str = "consent.channels";
     /// The number of the last merge (`txn::merge`).
     pub(crate) const LAST_MERGE: &str = "identity.last_merge";
     /// The state of the last RFM refresh.

@@ -29,8 +29,8 @@ use crate::feed::stored::StoredChange;
 use crate::index;
 use crate::lifecycle::transition;
 use crate::schema::{
-    Contact, ContactId, ContactRole, EntityKind, KindVisitor, Record, RecordId, Stage, Timestamp,
-    normalise_key,
+    Consent, ConsentStatus, Contact, ContactId, ContactRole, EntityKind, KindVisitor, Record,
+    RecordId, Stage, Timestamp, normalise_key,
 };
 use crate::storage::identity as keys;
 use crate::storage::meta;
@@ -55,7 +55,9 @@ pub enum FieldRule {
 /// Whatever the policy, tags and roles are the union of both records', the figures
 /// are recomputed from the orders and activities both records had, the stage is the
 /// one further along the lifecycle, and `unsubscribed` is true if either record was
-/// unsubscribed (an opt-out is never lost by merging). The merged fields are `name`,
+/// unsubscribed; in each consent channel where the other's state is denied, the
+/// survivor's becomes denied (an opt-out is never lost by merging). The merged fields
+/// are `name`,
 /// `email`, `phone`, `region`, `gender`, `birth_year`, `source`, `owner`, `account`,
 /// `lifetime_value` and each custom field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -140,6 +142,9 @@ pub struct Lineage {
     pub roles_added: BTreeSet<ContactRole>,
     /// The survivor's stage before and the other's stage it took, if it took it.
     pub stage: Option<(Stage, Stage)>,
+    /// The consent channels the other had denied and the survivor had not, with the
+    /// survivor's state in each before: a denial is never lost by merging.
+    pub denials_taken: Vec<(String, ConsentStatus)>,
     /// The records re-pointed from the other to the survivor.
     pub moved: Vec<MovedRecord>,
     /// Set once the merge is undone.
@@ -207,6 +212,17 @@ pub(crate) fn resolve_row<S: Source + ?Sized>(
         key: keys::redirect(kind, row),
         reason: "the redirects form a cycle".into(),
     })
+}
+
+/// A contact's latest state in each channel it has entries in.
+fn latest_states<S: Source + ?Sized>(
+    source: &S,
+    row: u32,
+) -> Result<BTreeMap<String, ConsentStatus>> {
+    Ok(super::consent::ledger_of(source, row)?
+        .into_iter()
+        .map(|e| (e.consent.channel, e.consent.status))
+        .collect())
 }
 
 /// One merged field: its name, whether a contact has no value in it, whether two
@@ -489,6 +505,7 @@ impl WriteTransaction {
             survivor.stats = tx.contact_stats(survivor_id, None)?;
             survivor.updated_at = now;
             tx.write_row(s, Some(&survivor_before), &survivor)?;
+            let denials_taken = tx.take_denials(o, s, merge)?;
             if let Some((from, to)) = &stage {
                 let reason = format!("merged contact {o} (merge {merge})");
                 let change = transition::merged(from, to, now, &tx.actor, reason, false);
@@ -508,6 +525,7 @@ impl WriteTransaction {
                 tags_added,
                 roles_added,
                 stage,
+                denials_taken,
                 moved,
                 undone: None,
                 survivor_after: codec::encode(&survivor),
@@ -624,6 +642,7 @@ impl WriteTransaction {
                 survivor.updated_at = now;
             }
             tx.write_row(s, Some(&current), &survivor)?;
+            tx.give_back_denials(s, merge, &lineage.denials_taken)?;
             if let Some((from, to)) = stage_back {
                 let reason = format!("undid merge {merge} of contact {o}");
                 let change = transition::merged(&from, &to, now, &tx.actor, reason, true);
@@ -649,6 +668,65 @@ impl WriteTransaction {
             });
             Ok(())
         })
+    }
+
+    /// Denies the survivor every consent channel the other's state denies and the
+    /// survivor's does not; returns those channels with the survivor's state before.
+    fn take_denials(
+        &mut self,
+        other: u32,
+        survivor: u32,
+        merge: u64,
+    ) -> Result<Vec<(String, ConsentStatus)>> {
+        let mut theirs = latest_states(self, other)?;
+        // The flag and the email channel are kept in step; a file written before the
+        // ledger existed may hold only the flag.
+        if self
+            .record(ContactId::new(other))?
+            .is_some_and(|c| c.unsubscribed)
+        {
+            theirs.insert("email".into(), ConsentStatus::Denied);
+        }
+        let mine = latest_states(self, survivor)?;
+        let mut taken = Vec::new();
+        for (channel, status) in theirs {
+            let before = mine
+                .get(&channel)
+                .copied()
+                .unwrap_or(ConsentStatus::Unknown);
+            if status == ConsentStatus::Denied && before != ConsentStatus::Denied {
+                let consent = Consent {
+                    source: Some(format!("merge {merge}")),
+                    ..Consent::new(channel.clone(), ConsentStatus::Denied)
+                };
+                self.append_consent(survivor, consent)?;
+                taken.push((channel, before));
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Puts back the survivor's state in each channel a merge denied, where the
+    /// merge's entry is still the latest.
+    fn give_back_denials(
+        &mut self,
+        survivor: u32,
+        merge: u64,
+        taken: &[(String, ConsentStatus)],
+    ) -> Result<()> {
+        let ledger = super::consent::ledger_of(self, survivor)?;
+        let source = format!("merge {merge}");
+        for (channel, before) in taken {
+            let latest = ledger.iter().rev().find(|e| &e.consent.channel == channel);
+            if latest.is_some_and(|e| e.consent.source.as_deref() == Some(source.as_str())) {
+                let consent = Consent {
+                    source: Some(format!("unmerge {merge}")),
+                    ..Consent::new(channel.clone(), *before)
+                };
+                self.append_consent(survivor, consent)?;
+            }
+        }
+        Ok(())
     }
 
     /// Re-points every record referring to row `from` of `kind` to row `to`.

@@ -20,6 +20,7 @@
 
 mod backup;
 mod config;
+mod consent;
 mod effects;
 mod feed;
 pub(crate) mod group;

@@ -11,8 +11,8 @@ use crate::feed::stored::StoredChange;
 use crate::index::IndexDelta;
 use crate::lifecycle::{MoveOp, StageChange, transition};
 use crate::schema::{
-    Contact, ContactId, EntityKind, KindVisitor, OwnerId, Record, RecordId, RecordInternal, Stage,
-    Timestamp, check_tag,
+    Consent, Contact, ContactId, EntityKind, KindVisitor, OwnerId, Record, RecordId,
+    RecordInternal, Stage, Timestamp, check_tag,
 };
 use crate::storage;
 use crate::storage::source::{Source, decode_record};
@@ -118,6 +118,7 @@ impl WriteTransaction {
         let follow_up = self.follow_up_of(row, &record, None)?;
         self.next_rows.insert(R::KIND, row + 1);
         self.write_row(row, None, &record)?;
+        self.follow_unsubscribed(row, None, &record)?;
         if let Some(change) = change {
             // A new row has no history yet.
             self.note_history(R::KIND, row, Some(0))?;
@@ -216,6 +217,7 @@ impl WriteTransaction {
         let change = self.check_stage(row, Some(&old), &mut record, op)?;
         let follow_up = self.follow_up_of(row, &record, Some(&old))?;
         self.write_row(row, Some(&old), &record)?;
+        self.follow_unsubscribed(row, Some(&old), &record)?;
         if let Some(change) = change {
             self.append_history(I::Record::KIND, row, &change)?;
         }
@@ -434,8 +436,9 @@ impl WriteTransaction {
         let kind = R::KIND;
         let old_terms = record_terms(old);
         self.delta.diff(kind, row, Some(&old_terms), None);
-        // Derived indexes are not part of the row's terms.
+        // Derived indexes and consent states are not part of the row's terms.
         self.clear_derived(kind, row)?;
+        self.clear_consent(row, old)?;
         self.mark_changed();
         self.note_row(kind, row)?;
         for (field, value) in old.unique_keys() {
@@ -502,6 +505,7 @@ impl WriteTransaction {
             let log = tx.inner.feed.log;
             let mut written = RoaringBitmap::new();
             let mut events = Vec::new();
+            let mut opted_out = Vec::new();
             {
                 let txn = tx.txn.as_ref().ok_or(Error::Poisoned)?;
                 let mut rows = txn.open_table(storage::rows(kind))?;
@@ -582,6 +586,9 @@ impl WriteTransaction {
                     }
                     written.insert(row);
                     inserted_rows.push(row);
+                    if prepared.unsubscribed {
+                        opted_out.push(row);
+                    }
                     if log {
                         events.push(StoredChange::Inserted {
                             kind,
@@ -601,6 +608,9 @@ impl WriteTransaction {
             }
             for event in events {
                 tx.log(event);
+            }
+            for row in opted_out {
+                tx.append_consent(row, Consent::unsubscribed(true))?;
             }
             *tx.touched.entry(kind).or_default() |= written;
             tx.delta.absorb(chunk_delta);

@@ -146,6 +146,7 @@ impl WriteTransaction {
                 | StoredChange::Entered { .. }
                 | StoredChange::Left { .. }
                 | StoredChange::Merged { .. }
+                | StoredChange::ConsentRecorded { .. }
                 | StoredChange::Unmerged { .. } => {}
             }
         }
@@ -158,8 +159,8 @@ impl WriteTransaction {
 
     /// Makes what the change log does not carry equal to the snapshot's: the meta
     /// table, saved segments, watched segments and their members, consumers (but the
-    /// move's own), the identity table (lineages, redirects), every derived index, and
-    /// how far back the log goes.
+    /// move's own), the identity table (lineages, redirects, consent ledgers), consent
+    /// states, every derived index, and how far back the log goes.
     fn sync_from(&mut self, source: &ReadTransaction) -> Result<()> {
         let mut watched = source.watched_list()?;
         watched.extend(self.watched_list()?);
@@ -196,6 +197,17 @@ impl WriteTransaction {
                     }
                 }
             }
+        }
+        // Consent states are written with ledger entries, which the log does not carry.
+        let prefix = index::cat_prefix(EntityKind::Contact, "consent.");
+        let prefix = prefix.trim_end_matches('=');
+        let mut keys = source.keys_with_prefix(prefix)?;
+        keys.extend(self.keys_with_prefix(prefix)?);
+        keys.sort();
+        keys.dedup();
+        for key in keys {
+            let want = source.bitmap(&key)?;
+            self.set_bitmap(&key, &want)?;
         }
         let oldest = source.oldest_kept()?;
         let mut changes = self.txn()?.open_table(CHANGES)?;

@@ -3,6 +3,7 @@
 //! uncommitted writes (index deltas applied on the fly).
 
 use std::cell::OnceCell;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use redb::{ReadOnlyTable, ReadableTable};
@@ -20,8 +21,8 @@ use crate::lifecycle::Machines;
 use crate::lifecycle::StageChange;
 use crate::query::{self, Group, GroupBy, Page, Query, SavedSegment, SortBy, TagCount};
 use crate::schema::{
-    ContactId, CustomSchema, EntityKind, ProductId, Record, RecordId, Stage, Timestamp,
-    normalise_key,
+    ConsentEntry, ContactId, CustomSchema, EntityKind, ProductId, Record, RecordId, Stage,
+    Timestamp, normalise_key,
 };
 use crate::storage;
 use crate::storage::source::{Source, decode_record};
@@ -93,6 +94,31 @@ pub trait Snapshot: Source {
     /// [`Error::UnknownMerge`], or a decode or storage failure.
     fn lineage(&self, merge: u64) -> Result<merge::Lineage> {
         merge::lineage_of(self, merge)
+    }
+
+    /// A contact's consent ledger, oldest entry first.
+    ///
+    /// # Errors
+    /// A decode or storage failure.
+    fn consent_history(&self, contact: ContactId) -> Result<Vec<ConsentEntry>> {
+        super::consent::ledger_of(self, contact.row())
+    }
+
+    /// A contact's consent state: the latest entry of each channel it has entries in
+    /// (a channel without one is unknown).
+    ///
+    /// # Errors
+    /// A decode or storage failure.
+    fn consent(&self, contact: ContactId) -> Result<BTreeMap<String, ConsentEntry>> {
+        super::consent::state_of(self, contact.row())
+    }
+
+    /// The database's consent channels.
+    ///
+    /// # Errors
+    /// A decode or storage failure.
+    fn consent_channels(&self) -> Result<Vec<String>> {
+        Ok(self.config()?.consent_channels.clone())
     }
 
     /// Every merge's lineage, in merge order, undone ones included.
