@@ -22,6 +22,8 @@ pub(crate) struct Config {
     pub(crate) assignment: Assignment,
     /// The consent channels, `email` first.
     pub(crate) consent_channels: Vec<String>,
+    /// The custom fields marked personal, per kind.
+    pub(crate) personal: BTreeMap<EntityKind, std::collections::BTreeSet<String>>,
 }
 
 impl Config {
@@ -50,11 +52,16 @@ impl Config {
                 .map(|c| (*c).to_owned())
                 .collect(),
         };
+        let personal = match get(meta::PERSONAL)? {
+            Some(bytes) => codec::decode("meta", &meta::PERSONAL, &bytes)?,
+            None => BTreeMap::new(),
+        };
         Ok(Config {
             schemas,
             machines,
             assignment,
             consent_channels,
+            personal,
         })
     }
 }

@@ -143,8 +143,8 @@ impl Builder {
     /// I/O and storage failures, a file of another format, machines that differ from
     /// the stored ones.
     pub fn create(&self, path: impl AsRef<Path>) -> Result<Database> {
-        let redb = self.redb_builder().create(path)?;
-        self.finish(redb)
+        let redb = self.redb_builder().create(path.as_ref())?;
+        self.finish(redb, Some(path.as_ref()))
     }
 
     /// Opens an existing database file.
@@ -152,8 +152,8 @@ impl Builder {
     /// # Errors
     /// As [`Builder::create`], and a missing file.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Database> {
-        let redb = self.redb_builder().open(path)?;
-        self.finish(redb)
+        let redb = self.redb_builder().open(path.as_ref())?;
+        self.finish(redb, Some(path.as_ref()))
     }
 
     /// Opens (or creates) a database on any redb storage backend, such as a fault-injecting
@@ -163,10 +163,10 @@ impl Builder {
     /// As [`Builder::create`].
     pub fn with_backend(&self, backend: impl redb::StorageBackend) -> Result<Database> {
         let redb = self.redb_builder().create_with_backend(backend)?;
-        self.finish(redb)
+        self.finish(redb, None)
     }
 
-    fn finish(&self, redb: redb::Database) -> Result<Database> {
+    fn finish(&self, redb: redb::Database, path: Option<&Path>) -> Result<Database> {
         if let Some(machines) = &self.machines {
             machines.validate()?;
         }
@@ -184,6 +184,7 @@ impl Builder {
                 watches: parking_lot::Mutex::new(None),
                 group: Default::default(),
                 moved: parking_lot::Mutex::new(None),
+                file: path.map(|p| (p.to_path_buf(), self.cache_size)),
             }),
         })
     }
@@ -334,6 +335,46 @@ impl Database {
             Error::InvalidArgument("check_integrity needs the only database handle".into())
         })?;
         Ok(inner.redb.check_integrity()?)
+    }
+
+    /// Compacts the database. A file is rewritten: every table copied from one
+    /// snapshot into a fresh file beside it (`<name>.compacting`), which then replaces
+    /// it. Unlike compacting pages in place, this leaves none of the bytes that freed
+    /// pages and the slack of rewritten pages still hold (an erased person's, say).
+    /// It needs room for a second copy while it runs; a crash before the replacement
+    /// leaves the original as it was. In memory, redb compacts in place.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when other handles exist; I/O and storage failures.
+    pub fn compact(&mut self) -> Result<()> {
+        if Arc::strong_count(&self.inner) != 1 {
+            return Err(Error::InvalidArgument(
+                "compact needs the only database handle".into(),
+            ));
+        }
+        let Some((path, cache_size)) = self.inner.file.clone() else {
+            let inner = Arc::get_mut(&mut self.inner).ok_or_else(|| {
+                Error::InvalidArgument("compact needs the only database handle".into())
+            })?;
+            inner.redb.compact().map_err(redb::Error::from)?;
+            return Ok(());
+        };
+        let mut fresh = path.clone().into_os_string();
+        fresh.push(".compacting");
+        let fresh = std::path::PathBuf::from(fresh);
+        if fresh.exists() {
+            std::fs::remove_file(&fresh)?;
+        }
+        self.backup(&fresh)?;
+        let inner = Arc::get_mut(&mut self.inner).ok_or_else(|| {
+            Error::InvalidArgument("compact needs the only database handle".into())
+        })?;
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(cache_size);
+        let redb = builder.open(&fresh)?;
+        drop(std::mem::replace(&mut inner.redb, redb));
+        std::fs::rename(&fresh, &path)?;
+        Ok(())
     }
 
     /// Writes a consistent copy of the database as it is now to a new file at `path`

@@ -41,7 +41,7 @@
 pub use crate::schema::{
     Consent, ConsentEntry, ConsentStatus, DEFAULT_CHANNELS, LawfulBasis, UNSUBSCRIBED_SOURCE,
 };
-pub use crate::txn::{FieldRule, Lineage, MergePolicy, MovedRecord, Undone};
+pub use crate::txn::{ERASED, Erasure, FieldRule, Lineage, MergePolicy, MovedRecord, Undone};
 
 use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};

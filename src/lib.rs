@@ -67,7 +67,11 @@
 //! [`WriteTransaction::record_consent`] appends to a contact's consent ledger (per
 //! channel: granted, denied or unknown, a lawful basis, a source, the time); the
 //! latest entry is the state, queryable in segments, and the email channel is kept in
-//! step with `unsubscribed`.
+//! step with `unsubscribed`. [`WriteTransaction::erase`] removes a person's personal
+//! data (name, email, phone, custom fields marked personal) from rows, keys, indexes,
+//! histories, consent ledgers, lineages and the kept change log, while their orders,
+//! deals and activities stay; [`Database::compact`] then rewrites the file without
+//! the old bytes.
 //!
 //! ## Query language
 //! ```text

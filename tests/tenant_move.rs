@@ -104,6 +104,8 @@ fn step(tx: &mut WriteTransaction, me: u32, round: u32, email: &str) -> crmdb::R
             let merge = tx.merge(id, copy, &MergePolicy::survivor_wins())?;
             if round % 12 == 3 {
                 tx.unmerge(merge)?;
+                // The copy's own erasure, which the move applies to its log too.
+                tx.erase(copy, "test erasure")?;
             }
         }
         4 => {

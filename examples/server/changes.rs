@@ -406,6 +406,7 @@ fn event_json(event: &Event) -> JsonValue {
         Change::Merged { other, merge, .. } | Change::Unmerged { other, merge, .. } => {
             vec![("other", json!(other)), ("merge", json!(merge))]
         }
+        Change::Erased { .. } => Vec::new(),
         Change::ConsentRecorded {
             channel, status, ..
         } => vec![

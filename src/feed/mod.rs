@@ -235,6 +235,14 @@ pub enum Change {
         /// The merge's number, for its lineage and for undoing it.
         merge: u64,
     },
+    /// A contact's personal data was erased (`WriteTransaction::erase`): its row is
+    /// anonymous now, and earlier events of it were rewritten without personal values.
+    Erased {
+        /// The record's kind.
+        kind: EntityKind,
+        /// Its row id.
+        id: u32,
+    },
     /// A contact's consent ledger got an entry: its new state in a channel.
     ConsentRecorded {
         /// The contact's row id.
@@ -273,6 +281,7 @@ impl Change {
                 Some((*kind, *survivor))
             }
             Change::ConsentRecorded { id, .. } => Some((EntityKind::Contact, *id)),
+            Change::Erased { kind, id } => Some((*kind, *id)),
             _ => None,
         }
     }
@@ -311,6 +320,7 @@ impl Change {
             Change::Left { .. } => "left",
             Change::Merged { .. } => "merged",
             Change::ConsentRecorded { .. } => "consent_recorded",
+            Change::Erased { .. } => "erased",
             Change::Unmerged { .. } => "unmerged",
         }
     }

@@ -123,6 +123,10 @@ pub(crate) enum StoredChange {
         other: u32,
         merge: u64,
     },
+    Erased {
+        kind: EntityKind,
+        id: u32,
+    },
     ConsentRecorded {
         id: u32,
         channel: String,
@@ -222,6 +226,7 @@ impl StoredEvent {
                 other,
                 merge,
             },
+            StoredChange::Erased { kind, id } => Change::Erased { kind, id },
             StoredChange::ConsentRecorded {
                 id,
                 channel,
@@ -280,6 +285,31 @@ pub(crate) fn encode_batch(
         }
     }
     out
+}
+
+/// Stored part `part` of batch `sequence` with `event` applied to each of its events
+/// and `actor` to the batch's actor (part 0); `None` when neither changed anything.
+pub(crate) fn rewrite_part(
+    sequence: u64,
+    part: u32,
+    bytes: &[u8],
+    event: &mut dyn FnMut(&mut StoredEvent) -> Result<bool>,
+    actor: &mut dyn FnMut(&mut String) -> bool,
+) -> Result<Option<Vec<u8>>> {
+    let mut changed = false;
+    if part == 0 {
+        let mut first: FirstPart = codec::decode("changes", &sequence, bytes)?;
+        changed |= actor(&mut first.head.actor);
+        for e in &mut first.events {
+            changed |= event(e)?;
+        }
+        return Ok(changed.then(|| codec::encode(&first)));
+    }
+    let mut events: Vec<StoredEvent> = codec::decode("changes", &sequence, bytes)?;
+    for e in &mut events {
+        changed |= event(e)?;
+    }
+    Ok(changed.then(|| codec::encode(&events)))
 }
 
 /// Decodes a batch from its stored parts, in part order.

@@ -93,6 +93,12 @@ pub(crate) mod identity {
     pub(crate) fn consent(row: u32, seq: u32) -> String {
         format!("consent/{row:010}/{seq:010}")
     }
+    /// Prefix of erasure records.
+    pub(crate) const ERASURE: &str = "erasure/";
+    /// Erasure record `id`.
+    pub(crate) fn erasure(id: u64) -> String {
+        format!("{ERASURE}{id:020}")
+    }
     /// The redirect of a merged record: to the merge that merged it.
     pub(crate) fn redirect(kind: EntityKind, row: u32) -> String {
         format!("redirect/{kind}/{row:010}")
@@ -118,6 +124,10 @@ pub(crate) mod meta {
     pub(crate) const SEQUENCE: &str = "commit.sequence";
     /// The consent channels (`txn::consent`).
     pub(crate) const CONSENT_CHANNELS: &str = "consent.channels";
+    /// The custom fields marked personal, per kind (`txn::erase`).
+    pub(crate) const PERSONAL: &str = "schema.personal";
+    /// The number of the last erasure (`txn::erase`).
+    pub(crate) const LAST_ERASURE: &str = "identity.last_erasure";
     /// The number of the last merge (`txn::merge`).
     pub(crate) const LAST_MERGE: &str = "identity.last_merge";
     /// The state of the last RFM refresh.

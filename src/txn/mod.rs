@@ -22,8 +22,10 @@ mod backup;
 mod config;
 mod consent;
 mod effects;
+mod erase;
 mod feed;
 pub(crate) mod group;
+mod lineage;
 mod merge;
 mod records;
 pub(crate) mod replica;
@@ -51,9 +53,10 @@ pub use crate::lifecycle::transition::SYSTEM_ACTOR;
 pub use backup::Backup;
 pub(crate) use config::DerivedIndexes;
 pub use config::assignment;
+pub use erase::{ERASED, Erasure};
 pub use feed::WatchRefresh;
 pub(crate) use feed::{FeedState, Watch};
-pub use merge::{FieldRule, Lineage, MergePolicy, MovedRecord, Undone};
+pub use lineage::{FieldRule, Lineage, MergePolicy, MovedRecord, Undone};
 pub(crate) use records::{check_shape, normalise_new};
 pub use snapshot::{ReadTransaction, Snapshot};
 
@@ -75,6 +78,9 @@ pub(crate) struct Shared {
     /// Where the database moved, once a move has cut over: every write transaction
     /// begun from then on is refused with [`Error::Moved`].
     pub(crate) moved: parking_lot::Mutex<Option<String>>,
+    /// The file the database lives in and its page cache size (`None` in memory or
+    /// on another backend), for the rewrite of `Database::compact`.
+    pub(crate) file: Option<(std::path::PathBuf, usize)>,
 }
 
 /// The initialisation commit of opening a database: on a new database the format

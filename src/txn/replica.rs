@@ -17,7 +17,7 @@ use super::{Shared, WriteTransaction};
 use crate::error::{Error, Result};
 use crate::feed::stored::{StoredChange, decode_stored};
 use crate::index;
-use crate::schema::{EntityKind, KindVisitor, Record};
+use crate::schema::{ContactId, EntityKind, KindVisitor, Record};
 use crate::storage::source::decode_record;
 use crate::storage::source::sealed::Source;
 use crate::storage::{self, CHANGES, CONSUMERS, IDENTITY, META, SEGMENTS, WATCHED};
@@ -129,6 +129,10 @@ impl WriteTransaction {
                 }
                 StoredChange::StageChanged { kind, id, change } => {
                     self.store_history(kind, id, &change)?;
+                }
+                // The copy erases the person from its own rows, histories and log.
+                StoredChange::Erased { id, .. } => {
+                    self.erase_person(ContactId::new(id), "replicated erasure")?;
                 }
                 // The images say the tags again; configuration, segment definitions,
                 // derived indexes, watched members and lineages are copied by

@@ -10,9 +10,10 @@ use redb::{ReadOnlyTable, ReadableTable};
 use roaring::RoaringBitmap;
 
 use super::tables::{
-    all_rows, consumers_in, entries_in, history_in, keys_in, segment_names_in, watched_in,
+    all_rows, cached_bitmap, cached_bsi, consumers_in, entries_in, history_in, keys_in,
+    segment_names_in, watched_in,
 };
-use super::{Shared, StagedId, WriteTransaction, merge};
+use super::{Shared, StagedId, WriteTransaction, lineage};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::index::cache::Cached;
@@ -67,7 +68,7 @@ pub trait Snapshot: Source {
     fn contact_by_email(&self, email: &str) -> Result<Option<ContactId>> {
         let key = normalise_key(email);
         match self.unique_row("contact.email", &key)? {
-            Some(row) => Ok(Some(ContactId::new(merge::resolve_row(
+            Some(row) => Ok(Some(ContactId::new(lineage::resolve_row(
                 self,
                 EntityKind::Contact,
                 row,
@@ -85,15 +86,15 @@ pub trait Snapshot: Source {
     /// # Errors
     /// A decode or storage failure.
     fn resolve<I: RecordId>(&self, id: I) -> Result<I> {
-        merge::resolve_row(self, I::Record::KIND, id.row()).map(I::from_row)
+        lineage::resolve_row(self, I::Record::KIND, id.row()).map(I::from_row)
     }
 
     /// What merge `merge` did, and whether it has been undone.
     ///
     /// # Errors
     /// [`Error::UnknownMerge`], or a decode or storage failure.
-    fn lineage(&self, merge: u64) -> Result<merge::Lineage> {
-        merge::lineage_of(self, merge)
+    fn lineage(&self, merge: u64) -> Result<lineage::Lineage> {
+        lineage::lineage_of(self, merge)
     }
 
     /// A contact's consent ledger, oldest entry first.
@@ -121,12 +122,20 @@ pub trait Snapshot: Source {
         Ok(self.config()?.consent_channels.clone())
     }
 
+    /// Every erasure record, in order.
+    ///
+    /// # Errors
+    /// A decode or storage failure.
+    fn erasures(&self) -> Result<Vec<super::Erasure>> {
+        super::erase::erasures(self)
+    }
+
     /// Every merge's lineage, in merge order, undone ones included.
     ///
     /// # Errors
     /// A decode or storage failure.
-    fn merges(&self) -> Result<Vec<merge::Lineage>> {
-        merge::lineages(self)
+    fn merges(&self) -> Result<Vec<lineage::Lineage>> {
+        lineage::lineages(self)
     }
 
     /// The product holding a sku (case-insensitive).
@@ -373,53 +382,6 @@ impl std::fmt::Debug for ReadTransaction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReadTransaction").finish_non_exhaustive()
     }
-}
-
-fn empty_bitmap() -> Arc<RoaringBitmap> {
-    Arc::new(RoaringBitmap::new())
-}
-
-/// Loads a categorical bitmap through the shared cache.
-fn cached_bitmap<G, B>(
-    inner: &Shared,
-    generations: &G,
-    bitmaps: &B,
-    key: &str,
-) -> Result<Arc<RoaringBitmap>>
-where
-    G: ReadableTable<&'static str, u64>,
-    B: ReadableTable<(&'static str, u32), &'static [u8]>,
-{
-    let Some(generation) = generations.get(key)?.map(|g| g.value()) else {
-        return Ok(empty_bitmap());
-    };
-    if let Some(Cached::Bitmap(bitmap)) = inner.cache.get(key, generation) {
-        return Ok(bitmap);
-    }
-    let bitmap = Arc::new(store::load_bitmap(bitmaps, key)?);
-    inner
-        .cache
-        .insert(key, generation, Cached::Bitmap(Arc::clone(&bitmap)));
-    Ok(bitmap)
-}
-
-/// Loads a numeric index through the shared cache.
-fn cached_bsi<G, B>(inner: &Shared, generations: &G, bitmaps: &B, base: &str) -> Result<Arc<Bsi>>
-where
-    G: ReadableTable<&'static str, u64>,
-    B: ReadableTable<(&'static str, u32), &'static [u8]>,
-{
-    let Some(generation) = generations.get(base)?.map(|g| g.value()) else {
-        return Ok(Arc::new(Bsi::default()));
-    };
-    if let Some(Cached::Bsi(bsi)) = inner.cache.get(base, generation) {
-        return Ok(bsi);
-    }
-    let bsi = Arc::new(store::load_bsi(bitmaps, base)?);
-    inner
-        .cache
-        .insert(base, generation, Cached::Bsi(Arc::clone(&bsi)));
-    Ok(bsi)
 }
 
 impl ReadTransaction {

@@ -1,7 +1,14 @@
 //! Reading a table the same way from either transaction type: the entries the
-//! `Source` implementations of `snapshot.rs` return.
+//! `Source` implementations of `snapshot.rs` return, and bitmaps through the cache.
+
+use std::sync::Arc;
 
 use redb::ReadableTable;
+use roaring::RoaringBitmap;
+
+use super::Shared;
+use crate::index::Bsi;
+use crate::index::cache::Cached;
 
 use crate::codec;
 use crate::error::Result;
@@ -102,4 +109,56 @@ pub(super) fn segment_names_in<T: ReadableTable<&'static str, &'static [u8]>>(
         out.push(entry?.0.value().to_owned());
     }
     Ok(out)
+}
+
+fn empty_bitmap() -> Arc<RoaringBitmap> {
+    Arc::new(RoaringBitmap::new())
+}
+
+/// Loads a categorical bitmap through the shared cache.
+pub(super) fn cached_bitmap<G, B>(
+    inner: &Shared,
+    generations: &G,
+    bitmaps: &B,
+    key: &str,
+) -> Result<Arc<RoaringBitmap>>
+where
+    G: ReadableTable<&'static str, u64>,
+    B: ReadableTable<(&'static str, u32), &'static [u8]>,
+{
+    let Some(generation) = generations.get(key)?.map(|g| g.value()) else {
+        return Ok(empty_bitmap());
+    };
+    if let Some(Cached::Bitmap(bitmap)) = inner.cache.get(key, generation) {
+        return Ok(bitmap);
+    }
+    let bitmap = Arc::new(store::load_bitmap(bitmaps, key)?);
+    inner
+        .cache
+        .insert(key, generation, Cached::Bitmap(Arc::clone(&bitmap)));
+    Ok(bitmap)
+}
+
+/// Loads a numeric index through the shared cache.
+pub(super) fn cached_bsi<G, B>(
+    inner: &Shared,
+    generations: &G,
+    bitmaps: &B,
+    base: &str,
+) -> Result<Arc<Bsi>>
+where
+    G: ReadableTable<&'static str, u64>,
+    B: ReadableTable<(&'static str, u32), &'static [u8]>,
+{
+    let Some(generation) = generations.get(base)?.map(|g| g.value()) else {
+        return Ok(Arc::new(Bsi::default()));
+    };
+    if let Some(Cached::Bsi(bsi)) = inner.cache.get(base, generation) {
+        return Ok(bsi);
+    }
+    let bsi = Arc::new(store::load_bsi(bitmaps, base)?);
+    inner
+        .cache
+        .insert(base, generation, Cached::Bsi(Arc::clone(&bsi)));
+    Ok(bsi)
 }

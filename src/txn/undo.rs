@@ -59,6 +59,10 @@ pub(super) enum Undo {
         key: String,
         old: Option<Vec<u8>>,
     },
+    Change {
+        key: (u64, u32),
+        old: Option<Vec<u8>>,
+    },
 }
 
 /// The state of a write transaction at a mark (the index delta keeps its own).
@@ -181,6 +185,13 @@ impl WriteTransaction {
                         None => table.remove(name.as_str())?,
                     };
                 }
+                Undo::Change { key, old } => {
+                    let mut table = txn.open_table(storage::CHANGES)?;
+                    match old {
+                        Some(bytes) => table.insert(key, bytes.as_slice())?,
+                        None => table.remove(key)?,
+                    };
+                }
                 Undo::Identity { key, old } => {
                     let mut table = txn.open_table(storage::IDENTITY)?;
                     match old {
@@ -288,6 +299,16 @@ impl WriteTransaction {
                 name: name.to_owned(),
                 old,
             });
+        }
+        Ok(())
+    }
+
+    pub(super) fn note_change(&mut self, key: (u64, u32)) -> Result<()> {
+        if self.undo.is_some() {
+            let table = self.txn()?.open_table(storage::CHANGES)?;
+            let old = table.get(key)?.map(|v| v.value().to_vec());
+            drop(table);
+            self.push_undo(Undo::Change { key, old });
         }
         Ok(())
     }
