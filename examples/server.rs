@@ -32,6 +32,8 @@ mod cli;
 mod errors;
 #[path = "server/fields.rs"]
 pub mod fields;
+#[path = "server/identity.rs"]
+mod identity;
 #[path = "server/import.rs"]
 pub mod import;
 #[path = "server/record_handlers.rs"]

@@ -16,6 +16,7 @@ use super::analytics_handlers::{
 };
 use super::changes::{FeedLimits, poll_changes, stream_routes};
 use super::errors::{ApiResult, blocking, method_not_allowed, middleware_error, no_route};
+use super::identity;
 use super::record_handlers::{
     add_tag, create, history, move_stage, read, remove_tag, replace, restore, soft_delete,
 };
@@ -55,7 +56,17 @@ pub fn app_with(db: Database, config: &ServerConfig) -> Router {
         .route("/analytics/rfm", get(rfm_state))
         .route("/analytics/rfm/refresh", post(refresh_rfm))
         .route("/assignment", get(read_assignment).put(save_assignment))
-        .route("/contacts/{id}/requalify", post(requalify));
+        .route("/contacts/{id}/requalify", post(requalify))
+        .route("/duplicates", get(identity::candidates))
+        .route("/contacts/merge", post(identity::merge))
+        .route("/merges", get(identity::merges))
+        .route("/merges/{id}", get(identity::lineage))
+        .route("/merges/{id}/unmerge", post(identity::unmerge))
+        .route(
+            "/contacts/{id}/consent",
+            get(identity::read_consent).post(identity::append_consent),
+        )
+        .route("/contacts/{id}/erase", post(identity::erase));
     router = crud_routes::<Contact>(router);
     router = crud_routes::<Account>(router);
     router = crud_routes::<Deal>(router);

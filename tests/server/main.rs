@@ -11,6 +11,7 @@ mod analytics;
 mod bad_input;
 mod changes;
 mod crash;
+mod identity;
 mod import;
 mod lead_assignment;
 mod records;
