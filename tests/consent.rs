@@ -234,3 +234,33 @@ fn a_merge_keeps_every_denial_and_an_unmerge_gives_the_states_back() -> crmdb::R
     assert!(!db.read(|r| r.get(survivor))?.unsubscribed);
     Ok(())
 }
+
+#[test]
+fn an_unmerge_keeps_a_later_denial_and_the_flag_with_it() -> crmdb::Result<()> {
+    let db = Database::in_memory()?;
+    let (survivor, other) = db.write(|tx| -> crmdb::Result<_> {
+        let survivor = tx.insert(contact("s"))?;
+        let other = tx.insert(Contact {
+            unsubscribed: true,
+            ..contact("o")
+        })?;
+        Ok((survivor, other))
+    })?;
+    let merge = db.write(|tx| tx.merge(survivor, other, &MergePolicy::survivor_wins()))?;
+    // The person opts out again, on their own account, after the merge.
+    db.write(|tx| tx.record_consent(survivor, Consent::new("email", ConsentStatus::Denied)))?;
+    db.write(|tx| tx.unmerge(merge))?;
+    db.read(|r| {
+        assert!(
+            r.get(survivor)?.unsubscribed,
+            "the flag stays with the later denial"
+        );
+        assert_eq!(
+            r.consent(survivor)?["email"].consent.status,
+            ConsentStatus::Denied
+        );
+        assert!(r.get(other)?.unsubscribed);
+        Ok(())
+    })?;
+    Ok(())
+}

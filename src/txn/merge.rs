@@ -41,9 +41,9 @@ fn latest_states<S: Source + ?Sized>(
     source: &S,
     row: u32,
 ) -> Result<BTreeMap<String, ConsentStatus>> {
-    Ok(super::consent::ledger_of(source, row)?
+    Ok(super::consent::state_of(source, row)?
         .into_iter()
-        .map(|e| (e.consent.channel, e.consent.status))
+        .map(|(channel, e)| (channel, e.consent.status))
         .collect())
 }
 
@@ -132,7 +132,8 @@ fn merge_fields(
 }
 
 /// Puts back on `current` the survivor's value of each field the merge took from the
-/// other, where `current` still holds the other's value.
+/// other, where `current` still holds the other's value (`unsubscribed` follows the
+/// email channel instead: see `unmerge_contacts`).
 fn restore_fields(current: &mut Contact, lineage: &Lineage) {
     let (before, other) = (&lineage.survivor_before, &lineage.other_before);
     for name in &lineage.fields_taken {
@@ -142,10 +143,6 @@ fn restore_fields(current: &mut Contact, lineage: &Lineage) {
                     Some(value) => current.custom.insert(custom.to_owned(), value.clone()),
                     None => current.custom.remove(custom),
                 };
-            }
-        } else if name == "unsubscribed" {
-            if current.unsubscribed {
-                current.unsubscribed = before.unsubscribed;
             }
         } else if let Some(field) = MERGED_FIELDS.iter().find(|f| f.name == name)
             && (field.same)(current, other)
@@ -411,7 +408,7 @@ impl WriteTransaction {
 
         // The survivor without what came only from the other.
         let survivor_after: Contact = codec::decode("identity", &merge, &lineage.survivor_after)?;
-        let untouched = current == survivor_after;
+        let mut untouched = current == survivor_after;
         let mut survivor = if untouched {
             lineage.survivor_before.clone()
         } else {
@@ -425,6 +422,29 @@ impl WriteTransaction {
             restore_fields(&mut survivor, &lineage);
             survivor
         };
+        // The denials the merge carried over whose entries are still the latest go
+        // back; the flag follows the email channel, so it goes back only with it.
+        let states = super::consent::state_of(self, s)?;
+        let source = format!("merge {merge}");
+        let given_back: Vec<(String, ConsentStatus)> = lineage
+            .denials_taken
+            .iter()
+            .filter(|(channel, _)| {
+                states
+                    .get(channel)
+                    .is_some_and(|e| e.consent.source.as_deref() == Some(source.as_str()))
+            })
+            .cloned()
+            .collect();
+        if lineage.fields_taken.iter().any(|f| f == "unsubscribed") {
+            let email_back = given_back.iter().any(|(channel, _)| channel == "email");
+            survivor.unsubscribed = if email_back {
+                lineage.survivor_before.unsubscribed
+            } else {
+                current.unsubscribed
+            };
+            untouched &= survivor.unsubscribed == lineage.survivor_before.unsubscribed;
+        }
         let stage_back = match &lineage.stage {
             Some((from, to)) if !untouched && current.stage == *to => {
                 survivor.stage = from.clone();
@@ -470,7 +490,7 @@ impl WriteTransaction {
                 survivor.updated_at = now;
             }
             tx.write_row(s, Some(&current), &survivor)?;
-            tx.give_back_denials(s, merge, &lineage.denials_taken)?;
+            tx.give_back_denials(s, merge, &given_back)?;
             if let Some((from, to)) = stage_back {
                 let reason = format!("undid merge {merge} of contact {o}");
                 let change = transition::merged(&from, &to, now, &tx.actor, reason, true);
@@ -534,25 +554,19 @@ impl WriteTransaction {
         Ok(taken)
     }
 
-    /// Puts back the survivor's state in each channel a merge denied, where the
-    /// merge's entry is still the latest.
+    /// Puts back the survivor's state before the merge in each of `channels`.
     fn give_back_denials(
         &mut self,
         survivor: u32,
         merge: u64,
-        taken: &[(String, ConsentStatus)],
+        channels: &[(String, ConsentStatus)],
     ) -> Result<()> {
-        let ledger = super::consent::ledger_of(self, survivor)?;
-        let source = format!("merge {merge}");
-        for (channel, before) in taken {
-            let latest = ledger.iter().rev().find(|e| &e.consent.channel == channel);
-            if latest.is_some_and(|e| e.consent.source.as_deref() == Some(source.as_str())) {
-                let consent = Consent {
-                    source: Some(format!("unmerge {merge}")),
-                    ..Consent::new(channel.clone(), *before)
-                };
-                self.append_consent(survivor, consent)?;
-            }
+        for (channel, before) in channels {
+            let consent = Consent {
+                source: Some(format!("unmerge {merge}")),
+                ..Consent::new(channel.clone(), *before)
+            };
+            self.append_consent(survivor, consent)?;
         }
         Ok(())
     }
