@@ -28,6 +28,8 @@ mod analytics_handlers;
 mod changes;
 #[path = "server/cli.rs"]
 mod cli;
+#[path = "server/console.rs"]
+mod console;
 #[path = "server/errors.rs"]
 mod errors;
 #[path = "server/fields.rs"]
@@ -36,6 +38,10 @@ pub mod fields;
 mod identity;
 #[path = "server/import.rs"]
 pub mod import;
+#[path = "server/listing.rs"]
+mod listing;
+#[path = "server/mapping.rs"]
+mod mapping;
 #[path = "server/record_handlers.rs"]
 mod record_handlers;
 #[path = "server/records.rs"]
@@ -48,7 +54,7 @@ mod segments;
 mod serving;
 
 pub use self::cli::{Args, prepare};
-pub use self::routes::{app, app_with};
+pub use self::routes::{app, app_with, route_table};
 pub use self::serving::{ServerConfig, serve};
 
 use self::cli::{example_prospect, print_banner};

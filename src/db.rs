@@ -413,9 +413,11 @@ impl Database {
                 deleted,
             });
         }
+        let sequence = tx.sequence()?;
         let counters = self.inner.cache.counters();
         let redb_stats = crate::txn::storage_stats(&self.inner)?;
         Ok(DatabaseStats {
+            sequence,
             records,
             stored_bytes: redb_stats.stored_bytes(),
             allocated_bytes: redb_stats.allocated_pages() * redb_stats.page_size() as u64,
@@ -442,6 +444,9 @@ pub struct KindStats {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DatabaseStats {
+    /// The sequence of the last commit's change batch (see [`Snapshot::sequence`]):
+    /// where a reader of the change feed starts to see only what comes next.
+    pub sequence: u64,
     /// Per-kind counts.
     pub records: Vec<KindStats>,
     /// Bytes of user data stored in redb (rows, indexes, histories).

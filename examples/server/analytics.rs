@@ -5,7 +5,8 @@
 //! string, times are accepted as `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ` or seconds since
 //! the Unix epoch and sent back as `YYYY-MM-DDTHH:MM:SSZ`. Durations (time in stage,
 //! cycle time) are seconds; rates are fractions in `[0, 1]`; either is `null` when there
-//! is nothing to measure.
+//! is nothing to measure. Beside each, for people, the same figure in days
+//! (`*_days`, one decimal) or as a percentage (`*_percent`, one decimal).
 
 use std::collections::BTreeSet;
 
@@ -47,6 +48,16 @@ fn window(from: TimeIn, to: TimeIn) -> Result<(Timestamp, Timestamp)> {
         )));
     }
     Ok((from, to))
+}
+
+/// Seconds as days, to one decimal.
+fn days(seconds: Option<f64>) -> Json {
+    json!(seconds.map(|s| (s / 86_400.0 * 10.0).round() / 10.0))
+}
+
+/// A fraction as a percentage, to one decimal.
+fn percent(rate: Option<f64>) -> Json {
+    json!(rate.map(|r| (r * 1_000.0).round() / 10.0))
 }
 
 fn default_pipeline() -> String {
@@ -110,8 +121,11 @@ fn stage_json(stage: &FunnelStage) -> Json {
         "entered": stage.entered,
         "converted": stage.converted,
         "conversion_rate": stage.conversion_rate,
+        "conversion_percent": percent(stage.conversion_rate),
         "median_time_in_stage": stage.median_time_in_stage,
+        "median_days_in_stage": days(stage.median_time_in_stage.map(|s| s as f64)),
         "mean_time_in_stage": stage.mean_time_in_stage,
+        "mean_days_in_stage": days(stage.mean_time_in_stage),
     })
 }
 
@@ -127,8 +141,11 @@ pub fn funnel_json(request: &FunnelRequest, funnel: &Funnel) -> Json {
         "won": funnel.won,
         "lost": funnel.lost,
         "win_rate": funnel.win_rate,
+        "win_percent": percent(funnel.win_rate),
         "median_cycle_time": funnel.median_cycle_time,
+        "median_cycle_days": days(funnel.median_cycle_time.map(|s| s as f64)),
         "mean_cycle_time": funnel.mean_cycle_time,
+        "mean_cycle_days": days(funnel.mean_cycle_time),
     })
 }
 
@@ -223,9 +240,11 @@ fn owner_json(owner: &OwnerStats) -> Json {
         "won_count": owner.won_count,
         "closed_count": owner.closed_count,
         "conversion_rate": owner.conversion_rate,
+        "conversion_percent": percent(owner.conversion_rate),
         "weighted_pipeline": money_json(owner.weighted_pipeline),
         "activity_count": owner.activity_count,
         "median_cycle_time": owner.median_cycle_time,
+        "median_cycle_days": days(owner.median_cycle_time.map(|s| s as f64)),
     })
 }
 
@@ -303,6 +322,7 @@ pub fn rfm_json(state: &RfmState) -> Json {
         "customers": state.customers,
         "top20": state.top20,
         "top20_revenue_share": state.top20_revenue_share,
+        "top20_revenue_percent": percent(Some(state.top20_revenue_share)),
     })
 }
 

@@ -111,16 +111,16 @@ impl FeedLimits {
     }
 }
 
+/// The stream's path.
+pub(super) const STREAM_PATH: &str = "/changes/stream";
+
 /// The stream's route. It is merged outside the router's timeout and concurrency
 /// layers: those bound the time to the response head and hold their place only until
 /// then, while a stream's body lasts minutes. The stream bounds its own life and takes
 /// a place of the same concurrency limit for all of it ([`FeedLimits::admit`]).
 pub(super) fn stream_routes(limits: FeedLimits) -> Router<Database> {
     Router::new()
-        .route(
-            "/changes/stream",
-            get(stream_changes).layer(Extension(limits)),
-        )
+        .route(STREAM_PATH, get(stream_changes).layer(Extension(limits)))
         .method_not_allowed_fallback(method_not_allowed)
 }
 
@@ -354,7 +354,7 @@ pub(super) fn batch_json(batch: &Batch) -> JsonValue {
 
 /// An event: `{"type", "time", "cause"}`, the `kind` and `id` of the record it is
 /// about (if any), and the change's own fields.
-fn event_json(event: &Event) -> JsonValue {
+pub(super) fn event_json(event: &Event) -> JsonValue {
     let mut out = Map::new();
     out.insert("type".into(), json!(event.change.name()));
     out.insert("time".into(), time_json(Some(event.time)));

@@ -1,23 +1,36 @@
-//! `--import FILE`: contacts from CSV or JSON Lines, with a progress bar and a report.
+//! Importing contacts from CSV or JSON Lines: `--import FILE` (with a progress bar and a
+//! report) and `POST /import/contacts` (with a column mapping and a dry run).
 //!
-//! CSV has a header row naming any of `name,email,phone,region,source,tags,stage,
-//! lifetime_value` (tags separated by `;`, lifetime value in major units). JSON Lines
+//! CSV has a header row; each column goes to the field of its name (`name, email,
+//! phone, region, source, tags, stage, lifetime_value, …`, `custom.<name>`), or where
+//! the mapping sends it, read by the mapping's transform (see `mapping.rs`). JSON Lines
 //! has one contact object per line, shaped as the body of `POST /contacts`. Rows with
 //! an email are upserted by it, others inserted. A refused row is reported and skipped;
-//! it never aborts the import, since a refused write applies nothing of itself.
+//! it never aborts the import, since a refused write applies nothing of itself. A dry
+//! run does all of it in one transaction and rolls it back.
 
 use std::path::Path;
 
-use crmdb::{Contact, Database, Error, Snapshot, Upserted};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use crmdb::{Contact, CustomSchema, Database, EntityKind, Error, Snapshot, Upserted};
+use serde::Deserialize;
+use serde_json::{Value as JsonValue, json};
 
+use super::errors::{ApiError, ApiResult, QueryArgs, blocking};
+use super::mapping::Mapping;
 use super::records::{ContactIn, Resource};
 
 /// Rows per write transaction.
 const BATCH_ROWS: usize = 5_000;
 /// Rejections printed in full; the rest are counted.
 const REASONS_SHOWN: usize = 20;
+/// Rejections an API answer lists; the rest are counted.
+const REASONS_SENT: usize = 1_000;
 
-/// What an import did.
+/// What an import did, or would do in a dry run.
 #[derive(Debug, Default)]
 pub struct ImportReport {
     /// The file imported.
@@ -30,11 +43,16 @@ pub struct ImportReport {
     pub updated: u64,
     /// Refused rows: line number and reason.
     pub rejected: Vec<(u64, String)>,
+    /// Columns that went to no field.
+    pub ignored: Vec<String>,
 }
 
 impl ImportReport {
     /// Prints the summary and the first reasons for rejection.
     pub fn print(&self) {
+        for column in &self.ignored {
+            println!("ignoring unknown CSV column {column:?}");
+        }
         println!(
             "imported {}: {} rows, {} inserted, {} updated, {} rejected",
             self.file,
@@ -50,6 +68,15 @@ impl ImportReport {
             println!("  … and {} more", self.rejected.len() - REASONS_SHOWN);
         }
     }
+}
+
+/// The two formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// RFC 4180 CSV with a header row.
+    Csv,
+    /// One JSON object per line.
+    JsonLines,
 }
 
 /// One parsed input row: its line, where it ends in the file, and the contact or why
@@ -72,60 +99,205 @@ pub fn import_file(db: &Database, path: &Path) -> Result<ImportReport, Box<dyn s
         .extension()
         .is_some_and(|ext| ext.eq_ignore_ascii_case("csv"))
         || !text.trim_start().starts_with('{');
-    let rows = if is_csv {
-        csv_rows(&text)?
+    let format = if is_csv {
+        Format::Csv
     } else {
-        json_lines(&text)
+        Format::JsonLines
     };
+    let schema = db.read(|r| r.schema(EntityKind::Contact))?;
+    let (rows, ignored) = parse(&text, format, &Mapping::default(), &schema)?;
+    let bar = super::cli::progress_bar(text.len() as u64, "bytes");
+    let mut report = run(db, rows, false, |end| bar.set_position(end as u64))?;
+    bar.finish_and_clear();
+    report.file = path.display().to_string();
+    report.ignored = ignored;
+    Ok(report)
+}
+
+/// Reads the rows of `text`, and the columns that go nowhere.
+///
+/// # Errors
+/// An unreadable CSV header, or one that gives neither a name nor an email.
+fn parse(
+    text: &str,
+    format: Format,
+    mapping: &Mapping,
+    schema: &CustomSchema,
+) -> Result<(Vec<Row>, Vec<String>), String> {
+    match format {
+        Format::Csv => csv_rows(text, mapping, schema),
+        Format::JsonLines => Ok((json_lines(text, mapping, schema), Vec::new())),
+    }
+}
+
+/// Writes the rows in batches of [`BATCH_ROWS`], each its own transaction, or, for a dry
+/// run, all in one transaction that is rolled back. `progress` gets the end offset of
+/// each batch written.
+fn run(
+    db: &Database,
+    rows: Vec<Row>,
+    dry_run: bool,
+    mut progress: impl FnMut(usize),
+) -> crmdb::Result<ImportReport> {
     let mut report = ImportReport {
-        file: path.display().to_string(),
         rows: rows.len() as u64,
         ..ImportReport::default()
     };
-    let bar = super::cli::progress_bar(text.len() as u64, "bytes");
+    if dry_run {
+        let mut tx = db.begin_write()?;
+        write_rows(&mut tx, rows, &mut report)?;
+        tx.abort()?;
+        return Ok(report);
+    }
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let batch: Vec<Row> = rows.by_ref().take(BATCH_ROWS).collect();
         let end = batch.last().map_or(0, |row| row.end);
         let mut outcome = ImportReport::default();
-        db.write(|tx| {
-            let schema = tx.schema(crmdb::EntityKind::Contact)?;
-            for row in batch {
-                let contact = match row.contact {
-                    Ok(input) => Contact::from_input(input, &schema),
-                    Err(reason) => {
-                        outcome.rejected.push((row.line, reason));
-                        continue;
-                    }
-                };
-                let written = contact.and_then(|contact| {
-                    if contact.email.is_some() {
-                        tx.upsert_contact_by_email(contact).map(|(_, how)| how)
-                    } else {
-                        tx.insert(contact).map(|_| Upserted::Inserted)
-                    }
-                });
-                match written {
-                    Ok(Upserted::Inserted) => outcome.inserted += 1,
-                    Ok(Upserted::Updated) => outcome.updated += 1,
-                    Err(e @ (Error::Storage(_) | Error::Poisoned | Error::Corrupt { .. })) => {
-                        return Err(e);
-                    }
-                    Err(e) => outcome.rejected.push((row.line, e.to_string())),
-                }
-            }
-            Ok(())
-        })?;
+        db.write(|tx| write_rows(tx, batch, &mut outcome))?;
         report.inserted += outcome.inserted;
         report.updated += outcome.updated;
         report.rejected.append(&mut outcome.rejected);
-        bar.set_position(end as u64);
+        progress(end);
     }
-    bar.finish_and_clear();
     Ok(report)
 }
 
-fn json_lines(text: &str) -> Vec<Row> {
+/// Writes rows into one transaction, counting what each did. Only a storage failure
+/// stops it; a refused row applies nothing of itself and is reported.
+fn write_rows(
+    tx: &mut crmdb::WriteTransaction,
+    rows: Vec<Row>,
+    outcome: &mut ImportReport,
+) -> crmdb::Result<()> {
+    let schema = tx.schema(EntityKind::Contact)?;
+    for row in rows {
+        let contact = match row.contact {
+            Ok(input) => Contact::from_input(input, &schema),
+            Err(reason) => {
+                outcome.rejected.push((row.line, reason));
+                continue;
+            }
+        };
+        let written = contact.and_then(|contact| {
+            if contact.email.is_some() {
+                tx.upsert_contact_by_email(contact).map(|(_, how)| how)
+            } else {
+                tx.insert(contact).map(|_| Upserted::Inserted)
+            }
+        });
+        match written {
+            Ok(Upserted::Inserted) => outcome.inserted += 1,
+            Ok(Upserted::Updated) => outcome.updated += 1,
+            Err(e @ (Error::Storage(_) | Error::Poisoned | Error::Corrupt { .. })) => {
+                return Err(e);
+            }
+            Err(e) => outcome.rejected.push((row.line, e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ImportParams {
+    /// Report what would be written, write nothing.
+    #[serde(default)]
+    dry_run: bool,
+    /// `csv` or `jsonl`; else taken from the Content-Type.
+    #[serde(default)]
+    format: Option<String>,
+    /// The column mapping, a JSON object (see `mapping.rs`).
+    #[serde(default)]
+    mapping: Option<String>,
+}
+
+fn format_of(params: &ImportParams, headers: &HeaderMap) -> Result<Format, ApiError> {
+    let named = match &params.format {
+        Some(format) => format.to_lowercase(),
+        None => headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_lowercase())
+            .unwrap_or_default(),
+    };
+    match named.as_str() {
+        "csv" | "text/csv" => Ok(Format::Csv),
+        "jsonl"
+        | "ndjson"
+        | "application/x-ndjson"
+        | "application/jsonl"
+        | "application/x-jsonlines"
+        | "application/json-lines" => Ok(Format::JsonLines),
+        _ => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "an import is text/csv or application/x-ndjson (or ?format=csv|jsonl), not {named:?}"
+            ),
+        )),
+    }
+}
+
+/// `POST /import/contacts?dry_run=…&format=…&mapping=…` with the file as the body:
+/// `{"dry_run", "rows", "inserted", "updated", "rejected_count", "rejected": [{"line",
+/// "reason"}], "ignored_columns"}`.
+pub(super) async fn import_contacts(
+    State(db): State<Database>,
+    headers: HeaderMap,
+    QueryArgs(params): QueryArgs<ImportParams>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "unreadable_body"
+        };
+        ApiError::new(status, code, rejection.body_text())
+    })?;
+    let format = format_of(&params, &headers)?;
+    let mapping = match &params.mapping {
+        None => Mapping::default(),
+        Some(text) => serde_json::from_str::<JsonValue>(text)
+            .map_err(|e| e.to_string())
+            .and_then(|value| Mapping::from_json(&value))
+            .map_err(|e| ApiError::unprocessable("invalid_mapping", e))?,
+    };
+    let text = String::from_utf8(body.to_vec()).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unreadable_body",
+            format!("the file is not UTF-8: {e}"),
+        )
+    })?;
+    let dry_run = params.dry_run;
+    let parsed = blocking(&db, move |db| {
+        let schema = db.read(|r| r.schema(EntityKind::Contact))?;
+        Ok(parse(&text, format, &mapping, &schema))
+    })
+    .await?;
+    let (rows, ignored) = parsed.map_err(|e| ApiError::unprocessable("invalid_import", e))?;
+    let report = blocking(&db, move |db| run(db, rows, dry_run, |_| {})).await?;
+    Ok(axum::Json(json!({
+        "dry_run": dry_run,
+        "rows": report.rows,
+        "inserted": report.inserted,
+        "updated": report.updated,
+        "rejected_count": report.rejected.len(),
+        "rejected": report
+            .rejected
+            .iter()
+            .take(REASONS_SENT)
+            .map(|(line, reason)| json!({ "line": line, "reason": reason }))
+            .collect::<Vec<_>>(),
+        "ignored_columns": ignored,
+    })))
+}
+
+fn json_lines(text: &str, mapping: &Mapping, schema: &CustomSchema) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut end = 0;
     for (index, line) in text.split_inclusive('\n').enumerate() {
@@ -133,11 +305,17 @@ fn json_lines(text: &str) -> Vec<Row> {
         if line.trim().is_empty() {
             continue;
         }
+        let contact = match serde_json::from_str::<JsonValue>(line) {
+            Ok(JsonValue::Object(object)) => mapping
+                .object_contact(object, schema)
+                .map_err(|e| format!("not a contact object: {e}")),
+            Ok(_) => Err("not a contact object: a line holds one JSON object".into()),
+            Err(e) => Err(format!("not a contact object: {e}")),
+        };
         rows.push(Row {
             line: index as u64 + 1,
             end,
-            contact: serde_json::from_str::<ContactIn>(line)
-                .map_err(|e| format!("not a contact object: {e}")),
+            contact,
         });
     }
     rows
@@ -199,39 +377,21 @@ fn csv_records(text: &str) -> Vec<CsvRecord> {
     records
 }
 
-const COLUMNS: [&str; 8] = [
-    "name",
-    "email",
-    "phone",
-    "region",
-    "source",
-    "tags",
-    "stage",
-    "lifetime_value",
-];
-
-fn csv_rows(text: &str) -> Result<Vec<Row>, String> {
+fn csv_rows(
+    text: &str,
+    mapping: &Mapping,
+    schema: &CustomSchema,
+) -> Result<(Vec<Row>, Vec<String>), String> {
     let mut records = csv_records(text).into_iter();
     let header = match records.next() {
         Some((_, _, Ok(header))) => header,
         Some((_, _, Err(reason))) => return Err(format!("unreadable CSV header: {reason}")),
-        None => return Ok(Vec::new()),
+        None => return Ok((Vec::new(), Vec::new())),
     };
-    let header: Vec<String> = header
-        .iter()
-        .map(|h| h.trim().trim_start_matches('\u{feff}').to_lowercase())
-        .collect();
-    for name in &header {
-        if !COLUMNS.contains(&name.as_str()) {
-            println!("ignoring unknown CSV column {name:?}");
-        }
-    }
-    let position = |name: &str| header.iter().position(|h| h == name);
-    let columns: Vec<Option<usize>> = COLUMNS.iter().map(|c| position(c)).collect();
-    if columns[0].is_none() && columns[1].is_none() {
+    if !mapping.names_a_contact(&header) {
         return Err("the CSV header names neither a name nor an email column".into());
     }
-    Ok(records
+    let rows = records
         .map(|(line, end, fields)| {
             let contact = fields.and_then(|fields| {
                 if fields.len() != header.len() {
@@ -241,33 +401,10 @@ fn csv_rows(text: &str) -> Result<Vec<Row>, String> {
                         fields.len()
                     ));
                 }
-                let get = |i: usize| {
-                    columns[i]
-                        .and_then(|c| fields.get(c))
-                        .map(|v| v.trim().to_owned())
-                        .filter(|v| !v.is_empty())
-                };
-                let tags = get(5)
-                    .map(|t| {
-                        t.split(';')
-                            .map(str::trim)
-                            .filter(|t| !t.is_empty())
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                Ok(
-                    ContactIn::from_columns(get(0).unwrap_or_default(), get(1)).with_columns(
-                        get(2),
-                        get(3),
-                        get(4),
-                        tags,
-                        get(6),
-                        get(7),
-                    ),
-                )
+                mapping.csv_contact(&header, fields, schema)
             });
             Row { line, end, contact }
         })
-        .collect())
+        .collect();
+    Ok((rows, mapping.ignored(&header)))
 }

@@ -30,6 +30,8 @@ pub trait Resource: Record {
     fn from_input(input: Self::Input, schema: &CustomSchema) -> Result<Self>;
     /// The response body.
     fn to_json(id: Self::Id, record: &Self) -> Json;
+    /// A record with every field empty: what the kind's JSON shape is read from.
+    fn blank() -> Self;
     /// On replace, keeps what the body left unset but only the engine may change
     /// (a contact's or deal's stage, which moves through its own endpoint).
     fn keep_on_replace(&mut self, _stored: &Self) {}
@@ -82,6 +84,10 @@ macro_rules! resource {
         impl Resource for $kind {
             const PATH: &'static str = $path;
             type Input = $input;
+
+            fn blank() -> $kind {
+                resource!(@base $($base)?)
+            }
 
             fn from_input(input: $input, schema: &CustomSchema) -> Result<$kind> {
                 const K: EntityKind = <$kind as Record>::KIND;
@@ -160,36 +166,6 @@ resource! {
         lifetime_value: Option<MoneyIn> as Amount,
     }
     engine { stats: Option<IgnoredAny> as Stats }
-}
-
-impl ContactIn {
-    /// A contact from the columns of an import row.
-    pub fn from_columns(name: String, email: Option<String>) -> ContactIn {
-        ContactIn {
-            name,
-            email,
-            ..ContactIn::default()
-        }
-    }
-
-    /// Sets the remaining import columns.
-    pub fn with_columns(
-        mut self,
-        phone: Option<String>,
-        region: Option<String>,
-        source: Option<String>,
-        tags: Vec<String>,
-        stage: Option<String>,
-        lifetime_value: Option<String>,
-    ) -> ContactIn {
-        self.phone = phone;
-        self.region = region;
-        self.source = source;
-        self.tags = tags;
-        self.stage = stage;
-        self.lifetime_value = lifetime_value.map(MoneyIn::Text);
-        self
-    }
 }
 
 resource! {

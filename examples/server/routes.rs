@@ -1,10 +1,13 @@
-//! The router: which path and method reach which handler, the limits wrapped around
-//! them all, and the two service endpoints (`/health`, `/stats`).
+//! The router: which path and method reach which handler (written down in
+//! [`route_table`] as they are added), the limits wrapped around them all, and the two
+//! service endpoints (`/health`, `/stats`).
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{delete, get, post, put};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{MethodFilter, on};
 use axum::{Extension, Json, Router};
 use crmdb::{Account, Activity, Contact, Database, Deal, Order, Owner, Product, StagedId, Task};
 use serde_json::{Value as JsonValue, json};
@@ -14,9 +17,12 @@ use super::analytics_handlers::{
     funnel, owner_ranking, product_sales, read_assignment, refresh_rfm, requalify, rfm_state,
     save_assignment,
 };
-use super::changes::{FeedLimits, poll_changes, stream_routes};
+use super::changes::{FeedLimits, STREAM_PATH, poll_changes, stream_routes};
+use super::console;
 use super::errors::{ApiResult, blocking, method_not_allowed, middleware_error, no_route};
 use super::identity;
+use super::import;
+use super::listing;
 use super::record_handlers::{
     add_tag, create, history, move_stage, read, remove_tag, replace, restore, soft_delete,
 };
@@ -36,53 +42,11 @@ pub fn app(db: Database) -> Router {
 pub fn app_with(db: Database, config: &ServerConfig) -> Router {
     let requests = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests));
     let feed = FeedLimits::new(config, Arc::clone(&requests));
-    let mut router = Router::new()
-        .route("/health", get(health))
-        .route("/stats", get(stats))
-        .route("/segments", get(list_segments))
-        .route("/segments/query", post(query_segment))
-        .route(
-            "/segments/{name}",
-            get(read_segment).put(save_segment).delete(delete_segment),
-        )
-        .route(
-            "/segments/{name}/watch",
-            put(watch_segment).delete(unwatch_segment),
-        )
-        .route("/changes", get(poll_changes).layer(Extension(feed.clone())))
-        .route("/analytics/funnel", post(funnel))
-        .route("/analytics/owners", post(owner_ranking))
-        .route("/analytics/products", post(product_sales))
-        .route("/analytics/rfm", get(rfm_state))
-        .route("/analytics/rfm/refresh", post(refresh_rfm))
-        .route("/assignment", get(read_assignment).put(save_assignment))
-        .route("/contacts/{id}/requalify", post(requalify))
-        .route("/duplicates", get(identity::candidates))
-        .route("/contacts/merge", post(identity::merge))
-        .route("/merges", get(identity::merges))
-        .route("/merges/{id}", get(identity::lineage))
-        .route("/merges/{id}/unmerge", post(identity::unmerge))
-        .route(
-            "/contacts/{id}/consent",
-            get(identity::read_consent).post(identity::append_consent),
-        )
-        .route("/contacts/{id}/erase", post(identity::erase));
-    router = crud_routes::<Contact>(router);
-    router = crud_routes::<Account>(router);
-    router = crud_routes::<Deal>(router);
-    router = crud_routes::<Activity>(router);
-    router = crud_routes::<Order>(router);
-    router = crud_routes::<Product>(router);
-    router = crud_routes::<Owner>(router);
-    router = crud_routes::<Task>(router);
-    router = tag_routes::<Contact>(router);
-    router = tag_routes::<Account>(router);
-    router = tag_routes::<Deal>(router);
-    router = stage_routes::<Contact>(router);
-    router = stage_routes::<Deal>(router);
-    router
+    routes()
+        .router
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(feed.clone()))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(
             ServiceBuilder::new()
@@ -102,32 +66,130 @@ pub fn app_with(db: Database, config: &ServerConfig) -> Router {
         .with_state(db)
 }
 
-fn crud_routes<R: Resource>(router: Router<Database>) -> Router<Database> {
+/// Every method and path the server answers, in the order they were added; the
+/// OpenAPI document (`/openapi.json`) is checked against it by the tests.
+pub fn route_table() -> Vec<(String, String)> {
+    let mut table = routes().table;
+    // Merged outside the layers by `app_with`.
+    table.push(("GET".into(), STREAM_PATH.into()));
+    table
+}
+
+/// A router that writes down each method and path it is given.
+struct Routes {
+    router: Router<Database>,
+    table: Vec<(String, String)>,
+}
+
+impl Routes {
+    fn on<H, T>(mut self, method: Method, path: &str, handler: H) -> Routes
+    where
+        H: Handler<T, Database>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
+        self.table
+            .push((method.as_str().to_owned(), path.to_owned()));
+        self.router = self.router.route(path, on(filter, handler));
+        self
+    }
+
+    fn get<H: Handler<T, Database>, T: 'static>(self, path: &str, handler: H) -> Routes {
+        self.on(Method::GET, path, handler)
+    }
+
+    fn post<H: Handler<T, Database>, T: 'static>(self, path: &str, handler: H) -> Routes {
+        self.on(Method::POST, path, handler)
+    }
+
+    fn put<H: Handler<T, Database>, T: 'static>(self, path: &str, handler: H) -> Routes {
+        self.on(Method::PUT, path, handler)
+    }
+
+    fn delete<H: Handler<T, Database>, T: 'static>(self, path: &str, handler: H) -> Routes {
+        self.on(Method::DELETE, path, handler)
+    }
+}
+
+fn routes() -> Routes {
+    let mut routes = Routes {
+        router: Router::new(),
+        table: Vec::new(),
+    }
+    .get("/", console::index)
+    .get("/console/{asset}", console::asset)
+    .get("/openapi.json", console::openapi)
+    .get("/health", health)
+    .get("/stats", stats)
+    .get("/segments", list_segments)
+    .post("/segments/query", query_segment)
+    .get("/segments/export", listing::export)
+    .get("/segments/{name}", read_segment)
+    .put("/segments/{name}", save_segment)
+    .delete("/segments/{name}", delete_segment)
+    .put("/segments/{name}/watch", watch_segment)
+    .delete("/segments/{name}/watch", unwatch_segment)
+    .get("/changes", poll_changes)
+    .post("/analytics/funnel", funnel)
+    .post("/analytics/owners", owner_ranking)
+    .post("/analytics/products", product_sales)
+    .get("/analytics/rfm", rfm_state)
+    .post("/analytics/rfm/refresh", refresh_rfm)
+    .get("/assignment", read_assignment)
+    .put("/assignment", save_assignment)
+    .post("/contacts/{id}/requalify", requalify)
+    .post("/import/contacts", import::import_contacts)
+    .get("/duplicates", identity::candidates)
+    .post("/contacts/merge", identity::merge)
+    .get("/merges", identity::merges)
+    .get("/merges/{id}", identity::lineage)
+    .post("/merges/{id}/unmerge", identity::unmerge)
+    .get("/contacts/{id}/consent", identity::read_consent)
+    .post("/contacts/{id}/consent", identity::append_consent)
+    .post("/contacts/{id}/erase", identity::erase);
+    routes = crud_routes::<Contact>(routes);
+    routes = crud_routes::<Account>(routes);
+    routes = crud_routes::<Deal>(routes);
+    routes = crud_routes::<Activity>(routes);
+    routes = crud_routes::<Order>(routes);
+    routes = crud_routes::<Product>(routes);
+    routes = crud_routes::<Owner>(routes);
+    routes = crud_routes::<Task>(routes);
+    routes = tag_routes::<Contact>(routes);
+    routes = tag_routes::<Account>(routes);
+    routes = tag_routes::<Deal>(routes);
+    routes = stage_routes::<Contact>(routes);
+    stage_routes::<Deal>(routes)
+}
+
+fn crud_routes<R: Resource>(routes: Routes) -> Routes {
     let base = format!("/{}", R::PATH);
-    router
-        .route(&base, post(create::<R>))
-        .route(
-            &format!("{base}/{{id}}"),
-            get(read::<R>).put(replace::<R>).delete(soft_delete::<R>),
-        )
-        .route(&format!("{base}/{{id}}/restore"), post(restore::<R>))
+    let one = format!("{base}/{{id}}");
+    routes
+        .get(&base, listing::list::<R>)
+        .post(&base, create::<R>)
+        .get(&one, read::<R>)
+        .put(&one, replace::<R>)
+        .delete(&one, soft_delete::<R>)
+        .post(&format!("{one}/restore"), restore::<R>)
+        .get(&format!("{one}/changes"), listing::record_changes::<R>)
 }
 
-fn tag_routes<R: Resource>(router: Router<Database>) -> Router<Database> {
+fn tag_routes<R: Resource>(routes: Routes) -> Routes {
     let base = format!("/{}/{{id}}/tags", R::PATH);
-    router
-        .route(&base, post(add_tag::<R>))
-        .route(&format!("{base}/{{tag}}"), delete(remove_tag::<R>))
+    routes
+        .post(&base, add_tag::<R>)
+        .delete(&format!("{base}/{{tag}}"), remove_tag::<R>)
 }
 
-fn stage_routes<R: Resource>(router: Router<Database>) -> Router<Database>
+fn stage_routes<R: Resource>(routes: Routes) -> Routes
 where
     R::Id: Into<StagedId>,
 {
     let base = format!("/{}/{{id}}", R::PATH);
-    router
-        .route(&format!("{base}/stage"), post(move_stage::<R>))
-        .route(&format!("{base}/history"), get(history::<R>))
+    routes
+        .post(&format!("{base}/stage"), move_stage::<R>)
+        .get(&format!("{base}/history"), history::<R>)
 }
 
 // ---- service ----
@@ -146,6 +208,7 @@ async fn stats(State(db): State<Database>) -> ApiResult {
         );
     }
     Ok(Json(json!({
+        "sequence": stats.sequence,
         "records": records,
         "stored_bytes": stats.stored_bytes,
         "allocated_bytes": stats.allocated_bytes,

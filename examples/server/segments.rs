@@ -15,7 +15,7 @@ use serde_json::{Value as JsonValue, json};
 use super::errors::{ApiError, ApiResult, Body, PathArgs, blocking};
 use super::records::Resource;
 
-fn parse_kind(name: &str) -> Result<EntityKind, ApiError> {
+pub(super) fn parse_kind(name: &str) -> Result<EntityKind, ApiError> {
     EntityKind::from_name(name).ok_or_else(|| {
         let names: Vec<&str> = EntityKind::ALL.iter().map(|k| k.as_str()).collect();
         ApiError::unprocessable(
@@ -57,13 +57,23 @@ pub(super) struct SegmentQueryRequest {
     sum: Option<String>,
 }
 
-struct PageJson {
-    total: u64,
-    items: Vec<JsonValue>,
-    next_cursor: Option<String>,
+/// A page of records as JSON.
+pub(super) struct PageJson {
+    pub(super) total: u64,
+    pub(super) items: Vec<JsonValue>,
+    pub(super) next_cursor: Option<String>,
 }
 
-fn page_of<R: Resource>(
+/// The order a page is read in: `id` (creation order, the default) or a field.
+pub(super) fn sort_of(field: Option<&str>, descending: bool) -> SortBy {
+    let sort = match field {
+        None | Some("id") => SortBy::id(),
+        Some(field) => SortBy::field(field),
+    };
+    if descending { sort.descending() } else { sort }
+}
+
+pub(super) fn page_of<R: Resource>(
     r: &ReadTransaction,
     query: &Query,
     sort: &SortBy,
@@ -138,25 +148,18 @@ pub(super) async fn query_segment(
     }
     blocking(&db, move |db| {
         let query = Query::parse(&request.query)?;
-        let sort = match request.sort.as_deref() {
-            None | Some("id") => SortBy::id(),
-            Some(field) => SortBy::field(field),
-        };
-        let sort = if request.descending {
-            sort.descending()
-        } else {
-            sort
-        };
+        let sort = sort_of(request.sort.as_deref(), request.descending);
         // One snapshot: the page and the groups agree with each other.
         db.read(|r| {
-            let page = page_any(
-                r,
-                kind,
-                &query,
-                &sort,
-                request.limit,
-                request.cursor.as_deref(),
-            )?;
+            // `limit: 0` asks for the count (and the groups) alone.
+            let page = match request.limit {
+                0 => PageJson {
+                    total: r.count(kind, &query)?,
+                    items: Vec::new(),
+                    next_cursor: None,
+                },
+                limit => page_any(r, kind, &query, &sort, limit, request.cursor.as_deref())?,
+            };
             let mut out = json!({
                 "kind": kind.as_str(),
                 "query": query.to_string(),

@@ -107,3 +107,178 @@ fn a_durable_file_gets_only_what_the_user_puts_there() {
         let _ = std::fs::remove_file(path);
     }
 }
+
+/// `mapping=` as a query parameter, percent-encoded.
+fn mapping_param(mapping: &serde_json::Value) -> String {
+    let text = mapping.to_string();
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The database's rows and indexes, as bytes, for "the dry run wrote nothing".
+fn stored(db: &Database) -> Vec<u8> {
+    use crmdb::{EntityKind, Snapshot};
+    db.read(|r| {
+        let mut out = Vec::new();
+        for (id, contact) in r.records::<crmdb::Contact>()? {
+            out.extend(format!("{id:?}{contact:?}").into_bytes());
+        }
+        out.extend(format!("{:?}", r.live(EntityKind::Contact)?).into_bytes());
+        Ok(out)
+    })
+    .expect("read")
+}
+
+#[tokio::test]
+async fn the_api_imports_with_a_mapping_and_a_dry_run() {
+    use axum::http::StatusCode;
+    use crmdb::{EntityKind, FieldDef, FieldType, Query, Snapshot};
+    use serde_json::json;
+
+    use crate::support::{check_error, raw};
+
+    let db = Database::in_memory().expect("database");
+    db.write(|tx| -> crmdb::Result<()> {
+        tx.define_field(
+            EntityKind::Contact,
+            FieldDef::new("joined", FieldType::Date),
+        )?;
+        tx.define_field(
+            EntityKind::Contact,
+            FieldDef::new("visits", FieldType::Integer),
+        )?;
+        tx.insert(crmdb::Contact {
+            name: "Existing".into(),
+            email: Some("old@mail.example".into()),
+            ..crmdb::Contact::default()
+        })?;
+        Ok(())
+    })
+    .expect("schema");
+    let app = server::app(db.clone());
+    let csv = "Full Name,E-mail,Labels,Joined,Visits,Notes\n\
+               Li Lei,li@mail.example,vip|gold,03/12/2026,4,call back\n\
+               Old One,OLD@mail.example,,01/02/2025,,\n\
+               Bad Date,bad@mail.example,,31/13/2026,,\n\
+               Bad Count,count@mail.example,,,many,\n\
+               \"Wang, Fang\",wang@mail.example,new,,7,\n";
+    let mapping = json!({
+        "Full Name": "name",
+        "e-mail": "email",
+        "Labels": {"field": "tags", "split": "|"},
+        "Joined": {"field": "custom.joined", "date": "%d/%m/%Y"},
+        "Visits": "custom.visits",
+    });
+    let uri = |dry: bool| {
+        format!(
+            "/import/contacts?dry_run={dry}&mapping={}",
+            mapping_param(&mapping)
+        )
+    };
+
+    let before = stored(&db);
+    let (status, dry) = raw(&app, &uri(true), Some("text/csv"), csv.into()).await;
+    assert_eq!(status, StatusCode::OK, "{dry}");
+    assert_eq!(stored(&db), before, "a dry run writes nothing");
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(
+        (dry["rows"].as_u64(), dry["inserted"].as_u64()),
+        (Some(5), Some(2))
+    );
+    assert_eq!(dry["updated"], 1);
+    assert_eq!(dry["ignored_columns"], json!(["Notes"]));
+    let lines: Vec<u64> = dry["rejected"]
+        .as_array()
+        .expect("rejected")
+        .iter()
+        .map(|r| r["line"].as_u64().expect("line"))
+        .collect();
+    assert_eq!(lines, [4, 5]);
+    assert!(
+        dry["rejected"][1]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("Visits"))
+    );
+
+    // The real import does what the dry run said.
+    let (status, done) = raw(
+        &app,
+        &uri(false),
+        Some("text/csv; charset=utf-8"),
+        csv.into(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    for field in ["rows", "inserted", "updated", "rejected", "ignored_columns"] {
+        assert_eq!(done[field], dry[field], "{field}");
+    }
+    let count = |q: &str| {
+        db.read(|r| r.count(EntityKind::Contact, &Query::parse(q)?))
+            .expect("count")
+    };
+    assert_eq!(count("tag:gold AND custom.visits = 4"), 1);
+    assert_eq!(count("custom.joined >= 2026-12-03"), 1);
+    assert_eq!(count("custom.joined = 2025-02-01"), 1, "the upserted row");
+    assert_eq!(count("*"), 3);
+
+    // JSON Lines with a mapping of its keys; other keys are the contact's own.
+    let lines = "{\"fullName\": \"Zhang San\", \"mail\": \"zhang@mail.example\", \"tags\": [\"vip\"], \"joined\": \"2026-01-05\"}\n";
+    let jsonl_mapping = json!({"fullName": "name", "mail": "email", "joined": {"field": "custom.joined", "date": "%Y-%m-%d"}});
+    let uri = format!("/import/contacts?mapping={}", mapping_param(&jsonl_mapping));
+    let (status, report) = raw(&app, &uri, Some("application/x-ndjson"), lines.into()).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["inserted"], 1, "{report}");
+    assert_eq!(count("custom.joined = 2026-01-05 AND tag:vip"), 1);
+
+    // Refusals: a mapping to no field, a bad transform, an unknown format, no name
+    // column.
+    let bad = json!({"E-mail": "mail_address"});
+    let refused = raw(
+        &app,
+        &format!("/import/contacts?mapping={}", mapping_param(&bad)),
+        Some("text/csv"),
+        csv.into(),
+    )
+    .await;
+    check_error(
+        &refused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_mapping",
+    );
+    let bad = json!({"Joined": {"field": "created_at", "date": "%d.%q"}});
+    let refused = raw(
+        &app,
+        &format!("/import/contacts?mapping={}", mapping_param(&bad)),
+        Some("text/csv"),
+        csv.into(),
+    )
+    .await;
+    check_error(
+        &refused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_mapping",
+    );
+    let refused = raw(
+        &app,
+        "/import/contacts",
+        Some("application/pdf"),
+        csv.into(),
+    )
+    .await;
+    check_error(
+        &refused,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    let refused = raw(&app, "/import/contacts", Some("text/csv"), csv.into()).await;
+    check_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_import");
+    let refused = raw(&app, "/import/contacts?format=csv", None, vec![0xff, 0xfe]).await;
+    check_error(&refused, StatusCode::BAD_REQUEST, "unreadable_body");
+}

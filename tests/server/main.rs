@@ -9,11 +9,15 @@ mod server;
 
 mod analytics;
 mod bad_input;
+mod browser;
+mod cdp;
 mod changes;
+mod console;
 mod crash;
 mod identity;
 mod import;
 mod lead_assignment;
+mod listing;
 mod records;
 mod segments;
 mod slow_clients;

@@ -138,3 +138,33 @@ pub(crate) fn try_read_response(stream: &mut std::net::TcpStream) -> std::io::Re
         }
     }
 }
+
+/// A GET whose body is not JSON: `(status, headers, text)`.
+pub(crate) async fn get_text(app: &Router, uri: &str) -> (StatusCode, header::HeaderMap, String) {
+    fetch(app, Method::GET, uri).await
+}
+
+/// A request without a body, its answer read as text: `(status, headers, text)`.
+pub(crate) async fn fetch(
+    app: &Router,
+    method: Method,
+    uri: &str,
+) -> (StatusCode, header::HeaderMap, String) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::empty())
+        .expect("request builds");
+    let response = tokio::time::timeout(BOUND, app.clone().oneshot(request))
+        .await
+        .expect("request finishes in time")
+        .expect("router is infallible");
+    let (parts, body) = response.into_parts();
+    let bytes = tokio::time::timeout(BOUND, body.collect())
+        .await
+        .expect("body finishes in time")
+        .expect("body reads")
+        .to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).expect("a UTF-8 body");
+    (parts.status, parts.headers, text)
+}
