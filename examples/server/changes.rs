@@ -22,7 +22,7 @@ use axum::{Extension, Json, Router};
 use crmdb::feed::{Batch, Cause, Change, Event};
 use crmdb::{
     Account, Activity, AnyRecord, Contact, Database, Deal, Error, Order, Owner, Product, RecordId,
-    Task,
+    Snapshot, Task,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value as JsonValue, json};
@@ -188,6 +188,17 @@ pub(super) async fn poll_changes(
     })
     .await?;
     read.map(Json).map_err(feed_error)
+}
+
+/// `GET /changes/head`: `{"sequence", "oldest"}`, the last commit's sequence and the
+/// oldest the log still holds. A reader that wants only what comes next reads after
+/// `sequence`.
+pub(super) async fn feed_head(State(db): State<Database>) -> ApiResult {
+    blocking(&db, |db| {
+        db.read(|r| Ok(json!({ "sequence": r.sequence()?, "oldest": r.oldest_change()? })))
+    })
+    .await
+    .map(Json)
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,6 +10,8 @@ use super::errors::{ApiError, PathArgs};
 
 const INDEX: &str = include_str!("console/index.html");
 const SCRIPT: &str = include_str!("console/console.js");
+const RECORD_PAGES: &str = include_str!("console/console-records.js");
+const OTHER_PAGES: &str = include_str!("console/console-pages.js");
 const STYLE: &str = include_str!("console/console.css");
 const OPENAPI: &str = include_str!("openapi.json");
 
@@ -35,10 +37,18 @@ pub(super) async fn index() -> Response {
     asset_response("text/html; charset=utf-8", INDEX)
 }
 
-/// `GET /console/{asset}`: its script and style sheet.
+/// `GET /console/{asset}`: its scripts and style sheet.
 pub(super) async fn asset(PathArgs(name): PathArgs<String>) -> Result<Response, ApiError> {
     match name.as_str() {
         "console.js" => Ok(asset_response("text/javascript; charset=utf-8", SCRIPT)),
+        "console-records.js" => Ok(asset_response(
+            "text/javascript; charset=utf-8",
+            RECORD_PAGES,
+        )),
+        "console-pages.js" => Ok(asset_response(
+            "text/javascript; charset=utf-8",
+            OTHER_PAGES,
+        )),
         "console.css" => Ok(asset_response("text/css; charset=utf-8", STYLE)),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,

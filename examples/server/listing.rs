@@ -24,10 +24,11 @@ use super::segments::{page_of, parse_kind, sort_of};
 
 /// Records a page holds when the client names no `limit`.
 const DEFAULT_LIMIT: usize = 20;
-/// Change-log batches `GET /{kind}/{id}/changes` reads back from the newest, at most.
-const SCAN_BATCHES: u64 = 5_000;
-/// Batches read from the log at once while scanning.
-const SCAN_STEP: usize = 500;
+/// Events `GET /{kind}/{id}/changes` reads back from the newest, at most: a bulk load's
+/// batches hold thousands each, and the scan stops rather than read them all.
+const SCAN_EVENTS: usize = 100_000;
+/// Batches read from the log at once while scanning back.
+const SCAN_STEP: u64 = 8;
 /// Events `GET /{kind}/{id}/changes` returns when the client names no `limit`.
 const DEFAULT_EVENTS: usize = 50;
 /// Records read per page while exporting; each page is one chunk of the response.
@@ -113,9 +114,11 @@ fn concerns(change: &Change, kind: EntityKind, id: u32) -> bool {
     }
 }
 
-/// `GET /{kind}/{id}/changes?limit=N`: the record's events, newest first, from the
-/// last [`SCAN_BATCHES`] batches of the kept log (`scanned_from` says where the scan
-/// began). An unknown record is a 404; a deleted one still has its events.
+/// `GET /{kind}/{id}/changes?limit=N`: the record's events, newest first, read back
+/// from the newest batch of the kept log until `limit` are found, the log's start is
+/// reached, or [`SCAN_EVENTS`] events have been read. `scanned_from` says where the
+/// scan stopped (events after it were all looked at) and `complete` whether that was
+/// the log's start. An unknown record is a 404; a deleted one still has its events.
 pub(super) async fn record_changes<R: Resource>(
     State(db): State<Database>,
     PathArgs(id): PathArgs<u32>,
@@ -124,21 +127,17 @@ pub(super) async fn record_changes<R: Resource>(
     let limit = params.limit.unwrap_or(DEFAULT_EVENTS).clamp(1, 1_000);
     blocking(&db, move |db| {
         db.read(|r| {
-            let record = R::Id::from_row(id);
-            let _: R = r.get(record)?;
+            let _: R = r.get(R::Id::from_row(id))?;
             let last = r.sequence()?;
-            let from = last
-                .saturating_sub(SCAN_BATCHES)
-                .max(r.oldest_change()?.saturating_sub(1));
+            let floor = r.oldest_change()?.saturating_sub(1);
+            let (mut upper, mut read) = (last, 0usize);
             let mut events = Vec::new();
-            let mut after = from;
-            while after < last {
-                let batches: Vec<Batch> = r.changes(after, SCAN_STEP)?;
-                let Some(end) = batches.last().map(|batch| batch.sequence) else {
-                    break;
-                };
-                for batch in &batches {
-                    for event in &batch.events {
+            while upper > floor && events.len() < limit && read < SCAN_EVENTS {
+                let after = upper.saturating_sub(SCAN_STEP).max(floor);
+                let batches: Vec<Batch> = r.changes(after, (upper - after) as usize)?;
+                for batch in batches.iter().rev() {
+                    read += batch.events.len();
+                    for event in batch.events.iter().rev() {
                         if concerns(&event.change, R::KIND, id) {
                             let mut shown = event_json(event);
                             if let Some(object) = shown.as_object_mut() {
@@ -149,15 +148,15 @@ pub(super) async fn record_changes<R: Resource>(
                         }
                     }
                 }
-                after = end;
+                upper = after;
             }
-            events.reverse();
             events.truncate(limit);
             Ok(json!({
                 "kind": R::KIND.as_str(),
                 "id": id,
                 "events": events,
-                "scanned_from": from,
+                "scanned_from": upper,
+                "complete": upper <= floor,
                 "last": last,
             }))
         })

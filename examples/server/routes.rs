@@ -17,7 +17,7 @@ use super::analytics_handlers::{
     funnel, owner_ranking, product_sales, read_assignment, refresh_rfm, requalify, rfm_state,
     save_assignment,
 };
-use super::changes::{FeedLimits, STREAM_PATH, poll_changes, stream_routes};
+use super::changes::{FeedLimits, STREAM_PATH, feed_head, poll_changes, stream_routes};
 use super::console;
 use super::errors::{ApiResult, blocking, method_not_allowed, middleware_error, no_route};
 use super::identity;
@@ -130,6 +130,7 @@ fn routes() -> Routes {
     .put("/segments/{name}/watch", watch_segment)
     .delete("/segments/{name}/watch", unwatch_segment)
     .get("/changes", poll_changes)
+    .get("/changes/head", feed_head)
     .post("/analytics/funnel", funnel)
     .post("/analytics/owners", owner_ranking)
     .post("/analytics/products", product_sales)

@@ -1,7 +1,8 @@
 //! The console in a real headless Chromium over a loopback server with demo data: a
 //! typed query's count is the API's, a parse error is shown at its offset, the funnel
 //! chart renders, a record page shows its history and events, the table sorts and
-//! pages, and a watched segment's tail shows who enters, live. Screenshots of each page
+//! pages, a watched segment's tail shows who enters, live, and the analytics and
+//! identity pages load with their tables and no error. Screenshots of each page
 //! go to a temporary directory, whose path is printed.
 //!
 //! Without Chromium the test says so and passes; with `CRMDB_REQUIRE_BROWSER` set (CI,
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::cdp::{Browser, find_chromium};
 use crate::server;
-use crate::support::call;
+use crate::support::{call, percent_encode};
 
 /// How long a page may take to show what it loaded.
 const PAGE_WAIT: Duration = Duration::from_secs(15);
@@ -127,6 +128,7 @@ fn the_console_in_a_real_browser() {
     record_page(&mut session);
     records_table(&mut session);
     segment_tail(&mut session);
+    other_pages(&mut session);
     let exceptions = std::mem::take(&mut session.browser.exceptions);
     assert!(exceptions.is_empty(), "the page threw: {exceptions:?}");
 
@@ -142,12 +144,8 @@ fn the_console_in_a_real_browser() {
 fn query_count_and_error(s: &mut Session) {
     s.open("#/query", "query");
     let query = "tag:vip AND region = \"shanghai\" AND lifetime_value > 100";
-    let expected = s.api(
-        Method::GET,
-        "/contacts?limit=0&query=tag:vip%20AND%20region%20%3D%20%22shanghai%22%20AND%20lifetime_value%20%3E%20100",
-        None,
-    )["count"]
-        .to_string();
+    let uri = format!("/contacts?limit=0&query={}", percent_encode(query));
+    let expected = s.api(Method::GET, &uri, None)["count"].to_string();
     s.type_query(query);
     let shown = s.browser.wait_for(
         &format!(
@@ -173,12 +171,8 @@ fn query_count_and_error(s: &mut Session) {
 
     // A parse error, shown at the offset the API gives.
     let broken = "tag:vip AND (region = \"x\"";
-    let (status, refused) = s.runtime.block_on(call(
-        &s.app,
-        Method::GET,
-        "/contacts?limit=0&query=tag:vip%20AND%20(region%20%3D%20%22x%22",
-        None,
-    ));
+    let uri = format!("/contacts?limit=0&query={}", percent_encode(broken));
+    let (status, refused) = s.runtime.block_on(call(&s.app, Method::GET, &uri, None));
     assert_eq!(status.as_u16(), 422, "{refused}");
     let offset = refused["error"]["offset"].as_u64().expect("an offset");
     s.type_query(broken);
@@ -328,4 +322,42 @@ fn segment_tail(s: &mut Session) {
         "contact 7 entering the watched segment, live",
     );
     s.shot("segments");
+}
+
+/// The pages the steps above do not drive: each loads, shows its table or chart, and
+/// no error.
+fn other_pages(s: &mut Session) {
+    s.api(Method::POST, "/analytics/rfm/refresh", Some(json!({})));
+    for (route, page, shown) in [
+        ("#/owners", "owners", "#owners-table tbody tr"),
+        ("#/products", "products", "#products-table tbody tr"),
+        ("#/rfm", "rfm", "#rfm-charts .bar"),
+    ] {
+        s.open(route, page);
+        s.browser.wait_for(
+            &format!("document.querySelectorAll({shown:?}).length > 0"),
+            PAGE_WAIT,
+            &format!("the {page} page's content"),
+        );
+        assert_eq!(s.count_of("#view .error"), 0, "{page} shows an error");
+        s.shot(page);
+    }
+
+    // A copy of a contact from another form, found as a candidate and shown.
+    let original = s.api(Method::GET, "/contacts/0", None);
+    let copy = s.api(
+        Method::POST,
+        "/contacts",
+        Some(json!({"name": original["name"], "phone": original["phone"],
+                    "region": original["region"]})),
+    );
+    let link = format!("#/record/contact/{}", copy["id"]);
+    s.open("#/identity", "identity");
+    s.browser.wait_for(
+        &format!("document.querySelector('#candidates-table a[href=\"{link}\"]') !== null"),
+        PAGE_WAIT,
+        "the planted copy among the duplicate candidates",
+    );
+    assert_eq!(s.count_of("#view .error"), 0, "identity shows an error");
+    s.shot("identity");
 }

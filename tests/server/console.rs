@@ -23,9 +23,19 @@ async fn the_console_is_served_from_the_binary() {
         .to_str()
         .expect("a policy");
     assert!(policy.contains("default-src 'self'"), "{policy}");
-    assert!(page.contains("/console/console.js") && page.contains("/console/console.css"));
-    // Nothing is fetched from elsewhere: no absolute URL in any asset.
-    for asset in ["console.js", "console.css"] {
+    // Every asset the page names is served; nothing is fetched from elsewhere: no
+    // absolute URL in any asset.
+    let assets = [
+        "console.js",
+        "console-records.js",
+        "console-pages.js",
+        "console.css",
+    ];
+    for asset in assets {
+        assert!(
+            page.contains(&format!("/console/{asset}")),
+            "the page loads {asset}"
+        );
         let (status, _, text) = get_text(&app, &format!("/console/{asset}")).await;
         assert_eq!(status, StatusCode::OK, "{asset}");
         assert!(text.len() > 1_000, "{asset} is the real asset");

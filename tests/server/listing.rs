@@ -152,6 +152,15 @@ async fn a_record_shows_its_own_change_events() {
         assert_eq!(event["id"], a, "{event}");
         assert!(event["sequence"].is_u64(), "{event}");
     }
+    assert_eq!(events["complete"], true, "the whole log was read");
+    // The head is the last batch's sequence: reading after it gives nothing yet.
+    let (_, head) = call(&app, Method::GET, "/changes/head", None).await;
+    let (_, log) = call(&app, Method::GET, "/changes?after=0&limit=1000", None).await;
+    assert_eq!(head["sequence"], log["last"]);
+    assert_eq!(events["last"], log["last"]);
+    let after = format!("/changes?after={}", head["sequence"]);
+    let (_, nothing) = call(&app, Method::GET, &after, None).await;
+    assert_eq!(nothing["batches"], json!([]));
     let (_, one) = call(
         &app,
         Method::GET,

@@ -97,7 +97,10 @@ async fn segment_queries() {
             json!({"kind": "contact", "cursor": "garbage"}),
             "invalid_argument",
         ),
-        (json!({"kind": "contact", "limit": 10_001}), "invalid_argument"),
+        (
+            json!({"kind": "contact", "limit": 10_001}),
+            "invalid_argument",
+        ),
         (
             json!({"kind": "contact", "sort": "tag"}),
             "invalid_argument",

@@ -168,3 +168,17 @@ pub(crate) async fn fetch(
     let text = String::from_utf8(bytes.to_vec()).expect("a UTF-8 body");
     (parts.status, parts.headers, text)
 }
+
+/// `text` with everything but unreserved characters percent-encoded, for a query
+/// parameter.
+pub(crate) fn percent_encode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
