@@ -105,6 +105,7 @@ pub(super) fn example_prospect(db: &Database) -> Option<u32> {
 pub(super) fn print_banner(address: SocketAddr, prospect: Option<u32>) {
     let base = format!("http://{address}");
     println!("crmdb server listening on {base}");
+    println!("console: open {base}/ in a browser; API description: {base}/openapi.json");
     println!("try:");
     println!(
         "  curl -s -X POST {base}/contacts -H 'content-type: application/json' \\\n    \
