@@ -24,6 +24,8 @@ pub(crate) struct Config {
     pub(crate) consent_channels: Vec<String>,
     /// The custom fields marked personal, per kind.
     pub(crate) personal: BTreeMap<EntityKind, std::collections::BTreeSet<String>>,
+    /// Reporting lines: owner row → manager row.
+    pub(crate) reports_to: BTreeMap<u32, u32>,
 }
 
 impl Config {
@@ -56,12 +58,17 @@ impl Config {
             Some(bytes) => codec::decode("meta", &meta::PERSONAL, &bytes)?,
             None => BTreeMap::new(),
         };
+        let reports_to = match get(meta::REPORTS)? {
+            Some(bytes) => codec::decode("meta", &meta::REPORTS, &bytes)?,
+            None => BTreeMap::new(),
+        };
         Ok(Config {
             schemas,
             machines,
             assignment,
             consent_channels,
             personal,
+            reports_to,
         })
     }
 }

@@ -129,6 +129,7 @@
 #![allow(private_interfaces)]
 #![warn(clippy::unwrap_used)]
 
+mod access;
 mod assign;
 mod bulk;
 mod clock;
@@ -152,6 +153,7 @@ pub mod identity;
 
 pub use roaring::RoaringBitmap;
 
+pub use crate::access::{Grantee, Principal, Reach};
 pub use crate::bulk::{BulkLoad, BulkReport, Rejection};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::config::{Assignment, AssignmentRule};
@@ -177,7 +179,7 @@ pub use crate::tenants::{
     MAX_TENANT_NAME, TenantOptions, TenantSet, TenantStats, check_tenant_name,
 };
 pub use crate::txn::{
-    Backup, ReadTransaction, SYSTEM_ACTOR, Snapshot, StagedId, Upserted, WatchRefresh,
+    Backup, ReadTransaction, SYSTEM_ACTOR, ScopedRead, Snapshot, StagedId, Upserted, WatchRefresh,
     WriteTransaction, assignment,
 };
 

@@ -85,9 +85,11 @@ pub(crate) mod identity {
     pub(crate) fn merge(id: u64) -> String {
         format!("{MERGE}{id:020}")
     }
+    /// Prefix of every consent ledger.
+    pub(crate) const CONSENT: &str = "consent/";
     /// The prefix of a contact's consent ledger.
     pub(crate) fn consent_prefix(row: u32) -> String {
-        format!("consent/{row:010}/")
+        format!("{CONSENT}{row:010}/")
     }
     /// Entry `seq` of a contact's consent ledger.
     pub(crate) fn consent(row: u32, seq: u32) -> String {
@@ -126,6 +128,8 @@ pub(crate) mod meta {
     pub(crate) const CONSENT_CHANNELS: &str = "consent.channels";
     /// The custom fields marked personal, per kind (`txn::erase`).
     pub(crate) const PERSONAL: &str = "schema.personal";
+    /// Reporting lines, owner → manager (`txn::scope`).
+    pub(crate) const REPORTS: &str = "access.reports";
     /// The number of the last erasure (`txn::erase`).
     pub(crate) const LAST_ERASURE: &str = "identity.last_erasure";
     /// The number of the last merge (`txn::merge`).

@@ -29,6 +29,7 @@ mod lineage;
 mod merge;
 mod records;
 pub(crate) mod replica;
+mod scope;
 mod snapshot;
 mod tables;
 mod undo;
@@ -58,6 +59,7 @@ pub use feed::WatchRefresh;
 pub(crate) use feed::{FeedState, Watch};
 pub use lineage::{FieldRule, Lineage, MergePolicy, MovedRecord, Undone};
 pub(crate) use records::{check_shape, normalise_new};
+pub use scope::ScopedRead;
 pub use snapshot::{ReadTransaction, Snapshot};
 
 /// What every transaction of one database shares.

@@ -1,0 +1,213 @@
+//! Who may see what: principals, the records shared with an owner or a team, and the
+//! rows of each kind a principal sees, computed from bitmaps that the write path keeps
+//! in the same transaction as the rows.
+//!
+//! A record with an owner (contacts, accounts, deals and activities by `owner`, tasks
+//! by `assignee`) is seen by a principal whose reach takes in its owner, or with whom
+//! it is shared. The reach of [`Principal::owner`] is the owner; of
+//! [`Principal::manager`], the owner and everyone reporting to them, directly or not
+//! ([`WriteTransaction::set_manager`]); of [`Principal::team`], the team's owners; of
+//! [`Principal::everyone`], every record. Shares ([`WriteTransaction::share`]) are
+//! bitmaps per grantee, `{kind}/_share_owner={id}` and `{kind}/_share_team={name}`; an
+//! owner sees what is shared with them or with their team, a manager also what is
+//! shared with their reports. Ownership is the owner field's own index, so a reassignment
+//! moves visibility in the same commit.
+//!
+//! Products and owners are a catalogue and a directory: every principal sees them.
+//! Orders carry no owner: only [`Principal::everyone`] sees them.
+//!
+//! [`WriteTransaction::set_manager`]: crate::WriteTransaction::set_manager
+//! [`WriteTransaction::share`]: crate::WriteTransaction::share
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::index;
+use crate::schema::{EntityKind, Owner, OwnerId};
+use crate::storage::source::Source;
+
+/// How far a principal's sight reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Reach {
+    /// The owner's own records.
+    Own,
+    /// The owner's and their reports' records, down the reporting lines.
+    Reports,
+    /// The records of a team's owners.
+    Team,
+    /// Every record.
+    Everything,
+}
+
+/// Whom a scoped transaction acts for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Principal {
+    owner: Option<OwnerId>,
+    team: Option<String>,
+    reach: Reach,
+}
+
+impl Principal {
+    /// An owner (a sales rep): their records and those shared with them or their team.
+    pub fn owner(owner: OwnerId) -> Principal {
+        Principal {
+            owner: Some(owner),
+            team: None,
+            reach: Reach::Own,
+        }
+    }
+
+    /// A manager: their records, their reports' (down the reporting lines), and those
+    /// shared with any of them or their teams.
+    pub fn manager(owner: OwnerId) -> Principal {
+        Principal {
+            owner: Some(owner),
+            team: None,
+            reach: Reach::Reports,
+        }
+    }
+
+    /// A team: its owners' records and those shared with the team or its owners.
+    pub fn team(team: impl Into<String>) -> Principal {
+        Principal {
+            owner: None,
+            team: Some(team.into()),
+            reach: Reach::Team,
+        }
+    }
+
+    /// Everyone's records (an administrator, an analyst).
+    pub fn everyone() -> Principal {
+        Principal {
+            owner: None,
+            team: None,
+            reach: Reach::Everything,
+        }
+    }
+
+    /// How far the principal sees.
+    pub fn reach(&self) -> Reach {
+        self.reach
+    }
+
+    /// The team the principal is, if it is one.
+    pub fn team_name(&self) -> Option<&str> {
+        self.team.as_deref()
+    }
+
+    /// The owner the principal is, if it is one.
+    pub fn owner_id(&self) -> Option<OwnerId> {
+        self.owner
+    }
+}
+
+/// Whom a record is shared with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Grantee {
+    /// An owner.
+    Owner(OwnerId),
+    /// A team, by name.
+    Team(String),
+}
+
+/// The kinds whose records have an owner, and the field naming it.
+pub(crate) const OWNED: [(EntityKind, &str); 5] = [
+    (EntityKind::Contact, "owner"),
+    (EntityKind::Account, "owner"),
+    (EntityKind::Deal, "owner"),
+    (EntityKind::Activity, "owner"),
+    (EntityKind::Task, "assignee"),
+];
+
+/// The pseudo-fields of the share bitmaps.
+pub(crate) const SHARE_OWNER: &str = "_share_owner";
+pub(crate) const SHARE_TEAM: &str = "_share_team";
+
+/// Whether records of `kind` have an owner and can be shared.
+pub(crate) fn owner_field(kind: EntityKind) -> Option<&'static str> {
+    OWNED.iter().find(|(k, _)| *k == kind).map(|(_, f)| *f)
+}
+
+/// The bitmap key of the records of `kind` shared with `grantee`.
+pub(crate) fn share_key(kind: EntityKind, grantee: &Grantee) -> String {
+    match grantee {
+        Grantee::Owner(owner) => index::cat_key(kind, SHARE_OWNER, &owner.get().to_string()),
+        Grantee::Team(team) => index::cat_key(kind, SHARE_TEAM, team),
+    }
+}
+
+/// The rows of each kind a principal sees. A kind without an entry is seen whole.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Visibility {
+    rows: BTreeMap<EntityKind, RoaringBitmap>,
+}
+
+impl Visibility {
+    /// What `principal` sees in `snap`. Reporting lines come from `reports_to`
+    /// (owner → manager).
+    pub(crate) fn of<S: Source + ?Sized>(
+        snap: &S,
+        principal: &Principal,
+        reports_to: &BTreeMap<u32, u32>,
+    ) -> Result<Visibility> {
+        let owners: BTreeSet<u32> = match principal.reach {
+            Reach::Everything => return Ok(Visibility::default()),
+            Reach::Own => principal.owner.iter().map(|o| o.get()).collect(),
+            Reach::Reports => {
+                let mut reach: BTreeSet<u32> = principal.owner.iter().map(|o| o.get()).collect();
+                // Down the lines until nothing new: the lines are acyclic (checked on
+                // write), and the loop is bounded by the number of owners anyway.
+                for _ in 0..=reports_to.len() {
+                    let before = reach.len();
+                    for (report, manager) in reports_to {
+                        if reach.contains(manager) {
+                            reach.insert(*report);
+                        }
+                    }
+                    if reach.len() == before {
+                        break;
+                    }
+                }
+                reach
+            }
+            Reach::Team => {
+                let team = principal.team.as_deref().unwrap_or_default();
+                let members = snap.bitmap(&index::cat_key(EntityKind::Owner, "team", team))?;
+                members.iter().collect()
+            }
+        };
+        let mut teams: BTreeSet<String> = principal.team.iter().cloned().collect();
+        for owner in &owners {
+            let record: Option<Owner> = snap.record(OwnerId::new(*owner))?;
+            teams.extend(record.and_then(|owner| owner.team));
+        }
+        let mut rows = BTreeMap::new();
+        for (kind, field) in OWNED {
+            let mut seen = RoaringBitmap::new();
+            for owner in &owners {
+                let id = owner.to_string();
+                seen |= &*snap.bitmap(&index::cat_key(kind, field, &id))?;
+                seen |= &*snap.bitmap(&index::cat_key(kind, SHARE_OWNER, &id))?;
+            }
+            for team in &teams {
+                seen |= &*snap.bitmap(&index::cat_key(kind, SHARE_TEAM, team))?;
+            }
+            rows.insert(kind, seen);
+        }
+        rows.insert(EntityKind::Order, RoaringBitmap::new());
+        Ok(Visibility { rows })
+    }
+
+    /// The rows of `kind` the principal sees, or `None` when it sees them all.
+    pub(crate) fn rows(&self, kind: EntityKind) -> Option<&RoaringBitmap> {
+        self.rows.get(&kind)
+    }
+
+    /// Whether the principal sees row `row` of `kind`.
+    pub(crate) fn sees(&self, kind: EntityKind, row: u32) -> bool {
+        self.rows(kind).is_none_or(|rows| rows.contains(row))
+    }
+}

@@ -1,0 +1,445 @@
+//! Scoped reads: a read transaction seen through a principal's [`Visibility`], so
+//! that the whole [`Snapshot`] API (records, queries, pages, group-bys, tags,
+//! histories, segments, analytics, duplicate candidates and the change feed) sees only
+//! the records the principal may see. A record out of sight is absent, exactly as one
+//! that never existed: `get` answers [`Error::NotFound`] for both.
+//!
+//! Every bitmap and numeric index of a kind with a visible set is intersected with it
+//! as it is read, the live set every query is evaluated against among them; record bytes, unique keys,
+//! histories, consent ledgers and change events of unseen records are withheld. The
+//! intersections are kept for the transaction, so a query pays each once.
+//!
+//! The write side (shares, reporting lines) is here too: shares are bitmaps written in
+//! the transaction's index delta, so they commit with the rows.
+//!
+//! [`Snapshot`]: crate::Snapshot
+//! [`Error::NotFound`]: crate::Error::NotFound
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use roaring::RoaringBitmap;
+
+use super::{ReadTransaction, WriteTransaction};
+use crate::access::{self, Grantee, Principal, Visibility};
+use crate::config::Config;
+use crate::db::Database;
+use crate::error::{Error, Result};
+use crate::feed::{Batch, Change};
+use crate::index::Bsi;
+use crate::lifecycle::StageChange;
+use crate::schema::{EntityKind, OwnerId, RecordId, Timestamp};
+use crate::storage::meta;
+use crate::storage::source::Source;
+use crate::{Snapshot, codec};
+
+/// A read transaction as one principal sees it; every [`Snapshot`] method works on it.
+///
+/// [`Snapshot`]: crate::Snapshot
+pub struct ScopedRead {
+    inner: ReadTransaction,
+    principal: Principal,
+    visibility: Visibility,
+    /// Bitmaps already intersected with the visible rows, by key.
+    seen: Mutex<HashMap<String, Arc<RoaringBitmap>>>,
+    /// Numeric indexes already narrowed to the visible rows, by base key.
+    seen_bsi: Mutex<HashMap<String, Arc<Bsi>>>,
+}
+
+impl std::fmt::Debug for ScopedRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScopedRead")
+            .field("principal", &self.principal)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScopedRead {
+    /// `inner` as `principal` sees it.
+    ///
+    /// # Errors
+    /// A storage or decode failure while reading what the principal sees.
+    pub fn new(inner: ReadTransaction, principal: Principal) -> Result<ScopedRead> {
+        let reports = inner.config()?.reports_to.clone();
+        let visibility = Visibility::of(&inner, &principal, &reports)?;
+        Ok(ScopedRead {
+            inner,
+            principal,
+            visibility,
+            seen: Mutex::new(HashMap::new()),
+            seen_bsi: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whom this transaction reads for.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The rows of `kind` the principal sees.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub fn visible(&self, kind: EntityKind) -> Result<RoaringBitmap> {
+        match self.visibility.rows(kind) {
+            Some(rows) => Ok(rows.clone()),
+            None => {
+                let mut all = (*self.inner.live_rows(kind)?).clone();
+                all |= self.inner.deleted(kind)?;
+                Ok(all)
+            }
+        }
+    }
+
+    /// The kind a bitmap key belongs to (`{kind}/…`).
+    fn key_kind(key: &str) -> Option<EntityKind> {
+        EntityKind::from_name(key.split('/').next()?)
+    }
+
+    /// A change event as the principal sees it: whole, narrowed to the visible ids of
+    /// a segment's comings and goings, or not at all.
+    fn event_seen(&self, change: &Change) -> Option<Change> {
+        match change {
+            Change::Entered { segment, kind, ids } | Change::Left { segment, kind, ids } => {
+                let rows = match self.visibility.rows(*kind) {
+                    Some(rows) => ids & rows,
+                    None => ids.clone(),
+                };
+                if rows.is_empty() {
+                    return None;
+                }
+                let (segment, kind) = (segment.clone(), *kind);
+                Some(match change {
+                    Change::Entered { .. } => Change::Entered {
+                        segment,
+                        kind,
+                        ids: rows,
+                    },
+                    _ => Change::Left {
+                        segment,
+                        kind,
+                        ids: rows,
+                    },
+                })
+            }
+            Change::Merged { kind, other, .. } | Change::Unmerged { kind, other, .. } => {
+                let survivor = change.target().map(|(_, row)| row);
+                (survivor.is_some_and(|row| self.visibility.sees(*kind, row))
+                    && self.visibility.sees(*kind, *other))
+                .then(|| change.clone())
+            }
+            _ => match change.target() {
+                Some((kind, row)) if !self.visibility.sees(kind, row) => None,
+                _ => Some(change.clone()),
+            },
+        }
+    }
+
+    /// Whether an identity-table entry is about records the principal sees: consent
+    /// ledgers by their contact; merges and erasures only for a principal that sees
+    /// every contact, since they name several.
+    fn identity_seen(&self, key: &str) -> bool {
+        let contacts = self.visibility.rows(EntityKind::Contact);
+        let Some(contacts) = contacts else {
+            return true;
+        };
+        match key.strip_prefix(crate::storage::identity::CONSENT) {
+            Some(rest) => rest
+                .split('/')
+                .next()
+                .and_then(|row| row.parse::<u32>().ok())
+                .is_some_and(|row| contacts.contains(row)),
+            None => false,
+        }
+    }
+}
+
+impl Source for ScopedRead {
+    fn row_bytes(&self, kind: EntityKind, row: u32) -> Result<Option<Vec<u8>>> {
+        if !self.visibility.sees(kind, row) {
+            return Ok(None);
+        }
+        self.inner.row_bytes(kind, row)
+    }
+
+    fn record<I: RecordId>(&self, id: I) -> Result<Option<I::Record>> {
+        use crate::schema::Record as _;
+        if !self.visibility.sees(I::Record::KIND, id.row()) {
+            return Ok(None);
+        }
+        self.inner.record(id)
+    }
+
+    fn rows_in(&self, kind: EntityKind) -> Result<Vec<(u32, Vec<u8>)>> {
+        let rows = self.inner.rows_in(kind)?;
+        Ok(match self.visibility.rows(kind) {
+            Some(seen) => rows
+                .into_iter()
+                .filter(|(row, _)| seen.contains(*row))
+                .collect(),
+            None => rows,
+        })
+    }
+
+    fn bitmap(&self, key: &str) -> Result<Arc<RoaringBitmap>> {
+        let Some(rows) = Self::key_kind(key).and_then(|kind| self.visibility.rows(kind)) else {
+            return self.inner.bitmap(key);
+        };
+        if let Some(seen) = self.seen.lock().get(key) {
+            return Ok(Arc::clone(seen));
+        }
+        let seen = Arc::new(&*self.inner.bitmap(key)? & rows);
+        self.seen.lock().insert(key.to_owned(), Arc::clone(&seen));
+        Ok(seen)
+    }
+
+    /// Numeric indexes are narrowed like bitmaps: a range is not always intersected
+    /// with the live set (`lifetime_value > 5 OR tag:vip`).
+    fn bsi(&self, base: &str) -> Result<Arc<Bsi>> {
+        let Some(rows) = Self::key_kind(base).and_then(|kind| self.visibility.rows(kind)) else {
+            return self.inner.bsi(base);
+        };
+        if let Some(seen) = self.seen_bsi.lock().get(base) {
+            return Ok(Arc::clone(seen));
+        }
+        let seen = Arc::new(self.inner.bsi(base)?.restrict(rows));
+        self.seen_bsi
+            .lock()
+            .insert(base.to_owned(), Arc::clone(&seen));
+        Ok(seen)
+    }
+
+    fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+        self.inner.keys_with_prefix(prefix)
+    }
+
+    fn meta_bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.meta_bytes(name)
+    }
+
+    /// A unique key held by a record out of sight is free, as far as reading goes.
+    fn unique_row(&self, field: &str, value: &str) -> Result<Option<u32>> {
+        let row = self.inner.unique_row(field, value)?;
+        let kind = field.split('.').next().and_then(EntityKind::from_name);
+        Ok(row.filter(|row| kind.is_none_or(|kind| self.visibility.sees(kind, *row))))
+    }
+
+    fn history_entries(&self, kind: EntityKind, row: u32) -> Result<Vec<StageChange>> {
+        if !self.visibility.sees(kind, row) {
+            return Ok(Vec::new());
+        }
+        self.inner.history_entries(kind, row)
+    }
+
+    fn segment_bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.segment_bytes(name)
+    }
+
+    fn segment_names(&self) -> Result<Vec<String>> {
+        self.inner.segment_names()
+    }
+
+    fn config(&self) -> Result<Arc<Config>> {
+        self.inner.config()
+    }
+
+    fn change_batches(&self, after: u64, limit: usize) -> Result<Vec<Batch>> {
+        let mut batches = self.inner.change_batches(after, limit)?;
+        for batch in &mut batches {
+            batch.events = std::mem::take(&mut batch.events)
+                .into_iter()
+                .filter_map(|mut event| {
+                    event.change = self.event_seen(&event.change)?;
+                    Some(event)
+                })
+                .collect();
+        }
+        Ok(batches)
+    }
+
+    fn oldest_kept(&self) -> Result<u64> {
+        self.inner.oldest_kept()
+    }
+
+    fn commit_counter(&self, key: &str) -> Result<Option<u64>> {
+        self.inner.commit_counter(key)
+    }
+
+    fn consumer_list(&self) -> Result<Vec<(String, u64)>> {
+        self.inner.consumer_list()
+    }
+
+    fn watched_list(&self) -> Result<Vec<(String, EntityKind)>> {
+        self.inner.watched_list()
+    }
+
+    fn clock_now(&self) -> Timestamp {
+        self.inner.clock_now()
+    }
+
+    fn identity_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        if !self.identity_seen(key) {
+            return Ok(None);
+        }
+        self.inner.identity_bytes(key)
+    }
+
+    fn identity_entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self
+            .inner
+            .identity_entries(prefix)?
+            .into_iter()
+            .filter(|(key, _)| self.identity_seen(key))
+            .collect())
+    }
+}
+
+impl Database {
+    /// Runs `f` on a read snapshot as `principal` sees it (see [`ScopedRead`]).
+    ///
+    /// # Errors
+    /// The closure's error, or a storage failure on begin.
+    pub fn read_as<T>(
+        &self,
+        principal: &Principal,
+        f: impl FnOnce(&ScopedRead) -> Result<T>,
+    ) -> Result<T> {
+        let scoped = ScopedRead::new(self.begin_read()?, principal.clone())?;
+        f(&scoped)
+    }
+}
+
+impl WriteTransaction {
+    /// Shares record `id` with `grantee`, who then sees it as if they owned it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::InvalidArgument`] for a kind without owners (orders,
+    /// products, owners) or an empty team name; [`Error::BrokenRelation`] for an owner
+    /// grantee that does not exist.
+    pub fn share<I: RecordId>(&mut self, id: I, grantee: &Grantee) -> Result<()> {
+        self.set_share(id, grantee, true)
+    }
+
+    /// Takes a share back; taking back one that was never given does nothing.
+    ///
+    /// # Errors
+    /// As [`share`](Self::share).
+    pub fn unshare<I: RecordId>(&mut self, id: I, grantee: &Grantee) -> Result<()> {
+        self.set_share(id, grantee, false)
+    }
+
+    fn set_share<I: RecordId>(&mut self, id: I, grantee: &Grantee, on: bool) -> Result<()> {
+        use crate::schema::Record as _;
+        let kind = I::Record::KIND;
+        self.guarded(|tx| {
+            if access::owner_field(kind).is_none() {
+                return Err(Error::InvalidArgument(format!(
+                    "{kind} records have no owner and are not shared"
+                )));
+            }
+            tx.get(id)?;
+            match grantee {
+                Grantee::Owner(owner) => {
+                    if tx.find(*owner)?.is_none() {
+                        return Err(Error::BrokenRelation {
+                            kind,
+                            target_kind: EntityKind::Owner,
+                            target_id: owner.get(),
+                        });
+                    }
+                }
+                Grantee::Team(team) if team.trim().is_empty() => {
+                    return Err(Error::InvalidArgument("a team name is not empty".into()));
+                }
+                Grantee::Team(_) => {}
+            }
+            tx.delta
+                .set_key(&access::share_key(kind, grantee), id.row(), on);
+            Ok(())
+        })
+    }
+
+    /// Who a record is shared with.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub fn shares<I: RecordId>(&self, id: I) -> Result<Vec<Grantee>> {
+        shares_of(self, id)
+    }
+
+    /// Sets whom `owner` reports to (`None`: nobody); a manager sees their reports'
+    /// records.
+    ///
+    /// # Errors
+    /// [`Error::BrokenRelation`] for an owner that does not exist;
+    /// [`Error::InvalidArgument`] for a line that would make a cycle.
+    pub fn set_manager(&mut self, owner: OwnerId, manager: Option<OwnerId>) -> Result<()> {
+        self.guarded(|tx| {
+            for id in std::iter::once(owner).chain(manager) {
+                if tx.find(id)?.is_none() {
+                    return Err(Error::BrokenRelation {
+                        kind: EntityKind::Owner,
+                        target_kind: EntityKind::Owner,
+                        target_id: id.get(),
+                    });
+                }
+            }
+            let config = tx.config_arc()?;
+            let mut next = (*config).clone();
+            match manager {
+                Some(manager) => {
+                    // Up from the manager: reaching `owner` would close a cycle.
+                    let mut at = Some(manager.get());
+                    for _ in 0..=next.reports_to.len() {
+                        match at {
+                            Some(up) if up == owner.get() => {
+                                return Err(Error::InvalidArgument(format!(
+                                    "owner {} already manages owner {} (directly or not)",
+                                    owner.get(),
+                                    manager.get()
+                                )));
+                            }
+                            Some(up) => at = next.reports_to.get(&up).copied(),
+                            None => break,
+                        }
+                    }
+                    next.reports_to.insert(owner.get(), manager.get());
+                }
+                None => {
+                    next.reports_to.remove(&owner.get());
+                }
+            }
+            tx.put_meta(meta::REPORTS, &codec::encode(&next.reports_to))?;
+            tx.set_config(next);
+            Ok(())
+        })
+    }
+}
+
+/// The grantees a record is shared with, read from the share bitmaps.
+fn shares_of<S: Source + ?Sized, I: RecordId>(snap: &S, id: I) -> Result<Vec<Grantee>> {
+    use crate::schema::Record as _;
+    let kind = I::Record::KIND;
+    let mut out = Vec::new();
+    for (field, make) in [
+        (
+            access::SHARE_OWNER,
+            (|v: &str| v.parse().ok().map(|o| Grantee::Owner(OwnerId::new(o))))
+                as fn(&str) -> Option<Grantee>,
+        ),
+        (access::SHARE_TEAM, |v: &str| {
+            Some(Grantee::Team(v.to_owned()))
+        }),
+    ] {
+        let prefix = crate::index::cat_prefix(kind, field);
+        for key in snap.keys_with_prefix(&prefix)? {
+            if snap.bitmap(&key)?.contains(id.row())
+                && let Some(grantee) = make(&key[prefix.len()..])
+            {
+                out.push(grantee);
+            }
+        }
+    }
+    Ok(out)
+}
