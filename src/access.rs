@@ -22,7 +22,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use roaring::RoaringBitmap;
-use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::index;
@@ -30,7 +29,7 @@ use crate::schema::{EntityKind, Owner, OwnerId};
 use crate::storage::source::Source;
 
 /// How far a principal's sight reaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reach {
     /// The owner's own records.
     Own,
@@ -105,7 +104,7 @@ impl Principal {
 }
 
 /// Whom a record is shared with.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Grantee {
     /// An owner.
     Owner(OwnerId),

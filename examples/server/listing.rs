@@ -20,7 +20,7 @@ use serde_json::{Value as JsonValue, json};
 use super::changes::event_json;
 use super::errors::{ApiError, ApiResult, PathArgs, QueryArgs, blocking};
 use super::records::Resource;
-use super::segments::{page_of, parse_kind, sort_of};
+use super::segments::{page_json, page_of, parse_kind, sort_of};
 
 /// Records a page holds when the client names no `limit`.
 const DEFAULT_LIMIT: usize = 20;
@@ -66,20 +66,14 @@ pub(super) async fn list<R: Resource>(
         let query = Query::parse(&params.query)?;
         let sort = sort_of(params.sort.as_deref(), params.descending);
         db.read(|r| {
-            let (count, items, next_cursor) = match params.limit.unwrap_or(DEFAULT_LIMIT) {
-                0 => (r.count(R::KIND, &query)?, Vec::new(), None),
-                limit => {
-                    let page = page_of::<R>(r, &query, &sort, limit, params.cursor.as_deref())?;
-                    (page.total, page.items, page.next_cursor)
-                }
-            };
-            Ok(json!({
-                "kind": R::KIND.as_str(),
-                "query": query.to_string(),
-                "count": count,
-                "items": items,
-                "next_cursor": next_cursor,
-            }))
+            page_json(
+                r,
+                R::KIND,
+                &query,
+                &sort,
+                params.limit.unwrap_or(DEFAULT_LIMIT),
+                params.cursor.as_deref(),
+            )
         })
     })
     .await

@@ -112,6 +112,34 @@ fn page_any(
     }
 }
 
+/// A page of a query's records, `{"kind", "query", "count", "items", "next_cursor"}`,
+/// the answer of `POST /segments/query` and `GET /{kind}`; `limit` 0 asks for the
+/// count alone.
+pub(super) fn page_json(
+    r: &ReadTransaction,
+    kind: EntityKind,
+    query: &Query,
+    sort: &SortBy,
+    limit: usize,
+    cursor: Option<&str>,
+) -> crmdb::Result<JsonValue> {
+    let page = match limit {
+        0 => PageJson {
+            total: r.count(kind, query)?,
+            items: Vec::new(),
+            next_cursor: None,
+        },
+        limit => page_any(r, kind, query, sort, limit, cursor)?,
+    };
+    Ok(json!({
+        "kind": kind.as_str(),
+        "query": query.to_string(),
+        "count": page.total,
+        "items": page.items,
+        "next_cursor": page.next_cursor,
+    }))
+}
+
 /// Whether a field holds money, so that its sums are shown as decimals.
 fn is_money_field(r: &ReadTransaction, kind: EntityKind, field: &str) -> crmdb::Result<bool> {
     if let Some(custom) = field.strip_prefix("custom.") {
@@ -151,22 +179,14 @@ pub(super) async fn query_segment(
         let sort = sort_of(request.sort.as_deref(), request.descending);
         // One snapshot: the page and the groups agree with each other.
         db.read(|r| {
-            // `limit: 0` asks for the count (and the groups) alone.
-            let page = match request.limit {
-                0 => PageJson {
-                    total: r.count(kind, &query)?,
-                    items: Vec::new(),
-                    next_cursor: None,
-                },
-                limit => page_any(r, kind, &query, &sort, limit, request.cursor.as_deref())?,
-            };
-            let mut out = json!({
-                "kind": kind.as_str(),
-                "query": query.to_string(),
-                "count": page.total,
-                "items": page.items,
-                "next_cursor": page.next_cursor,
-            });
+            let mut out = page_json(
+                r,
+                kind,
+                &query,
+                &sort,
+                request.limit,
+                request.cursor.as_deref(),
+            )?;
             if let Some(field) = &request.group_by {
                 let mut group = GroupBy::new(field.as_str());
                 let mut money = false;
