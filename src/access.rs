@@ -101,6 +101,18 @@ impl Principal {
     pub fn owner_id(&self) -> Option<OwnerId> {
         self.owner
     }
+
+    /// Whom a record this principal creates is shared with when its owner is not in
+    /// the principal's reach, so that it stays in sight: the owner (or manager) it is,
+    /// or the team. `None` for [`Principal::everyone`], who sees it anyway.
+    pub fn grantee(&self) -> Option<Grantee> {
+        match (self.reach, self.owner, &self.team) {
+            (Reach::Everything, ..) => None,
+            (_, Some(owner), _) => Some(Grantee::Owner(owner)),
+            (_, None, Some(team)) => Some(Grantee::Team(team.clone())),
+            (_, None, None) => None,
+        }
+    }
 }
 
 /// Whom a record is shared with.
@@ -142,6 +154,10 @@ pub(crate) fn share_key(kind: EntityKind, grantee: &Grantee) -> String {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Visibility {
     rows: BTreeMap<EntityKind, RoaringBitmap>,
+    /// The owners whose records (and shares) the principal sees.
+    owners: BTreeSet<u32>,
+    /// The teams whose shares the principal sees.
+    teams: BTreeSet<String>,
 }
 
 impl Visibility {
@@ -197,7 +213,66 @@ impl Visibility {
             rows.insert(kind, seen);
         }
         rows.insert(EntityKind::Order, RoaringBitmap::new());
-        Ok(Visibility { rows })
+        Ok(Visibility {
+            rows,
+            owners,
+            teams,
+        })
+    }
+
+    /// Works out again whether row `row` of `kind` is seen, from its owner and share
+    /// bitmaps in `snap` (a write transaction after writing the row), and keeps the
+    /// answer. Rows of kinds seen whole, or never, are left as they are.
+    pub(crate) fn recheck<S: Source + ?Sized>(
+        &mut self,
+        snap: &S,
+        kind: EntityKind,
+        row: u32,
+    ) -> Result<bool> {
+        let Some(field) = owner_field(kind) else {
+            return Ok(self.sees(kind, row));
+        };
+        if !self.rows.contains_key(&kind) {
+            return Ok(true);
+        }
+        let mut seen = false;
+        for owner in &self.owners {
+            let id = owner.to_string();
+            if snap
+                .bitmap(&index::cat_key(kind, field, &id))?
+                .contains(row)
+                || snap
+                    .bitmap(&index::cat_key(kind, SHARE_OWNER, &id))?
+                    .contains(row)
+            {
+                seen = true;
+                break;
+            }
+        }
+        if !seen {
+            for team in &self.teams {
+                if snap
+                    .bitmap(&index::cat_key(kind, SHARE_TEAM, team))?
+                    .contains(row)
+                {
+                    seen = true;
+                    break;
+                }
+            }
+        }
+        self.set(kind, row, seen);
+        Ok(seen)
+    }
+
+    /// Marks row `row` of `kind` seen or not (a kind seen whole stays so).
+    pub(crate) fn set(&mut self, kind: EntityKind, row: u32, seen: bool) {
+        if let Some(rows) = self.rows.get_mut(&kind) {
+            if seen {
+                rows.insert(row);
+            } else {
+                rows.remove(row);
+            }
+        }
     }
 
     /// The rows of `kind` the principal sees, or `None` when it sees them all.

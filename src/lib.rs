@@ -179,8 +179,8 @@ pub use crate::tenants::{
     MAX_TENANT_NAME, TenantOptions, TenantSet, TenantStats, check_tenant_name,
 };
 pub use crate::txn::{
-    Backup, ReadTransaction, SYSTEM_ACTOR, ScopedRead, Snapshot, StagedId, Upserted, WatchRefresh,
-    WriteTransaction, assignment,
+    Backup, ReadTransaction, SYSTEM_ACTOR, Scoped, ScopedRead, ScopedWrite, Snapshot, StagedId,
+    Upserted, WatchRefresh, WriteTransaction, assignment,
 };
 
 /// Raw decoders for tools that read crmdb's stored bytes (the fuzz targets).

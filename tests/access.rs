@@ -411,3 +411,190 @@ fn analytics_see_only_what_is_visible() {
         }
     }
 }
+
+/// A write by a principal: what it asks for, whether or not the record is in sight.
+#[derive(Debug, Clone)]
+enum Scoped {
+    Reassign(usize, Option<u32>),
+    Tag(usize),
+    ShareTeam(usize, usize),
+    Unshare(usize, u32),
+    Insert(Option<u32>),
+}
+
+fn scoped_step(people: usize) -> impl Strategy<Value = Scoped> {
+    prop_oneof![
+        (0..people, proptest::option::of(0..OWNERS)).prop_map(|(p, o)| Scoped::Reassign(p, o)),
+        (0..people).prop_map(Scoped::Tag),
+        (0..people, 0..TEAMS.len()).prop_map(|(p, t)| Scoped::ShareTeam(p, t)),
+        (0..people, 0..OWNERS).prop_map(|(p, o)| Scoped::Unshare(p, o)),
+        proptest::option::of(0..OWNERS).prop_map(Scoped::Insert),
+    ]
+}
+
+/// The grantee a principal's own inserts are shared with, as the model names it.
+fn model_share(model: &mut Model, principal: &Principal, row: u32) {
+    match principal.grantee() {
+        Some(Grantee::Owner(owner)) => {
+            model.shared_owner.insert((row, owner.get()));
+        }
+        Some(Grantee::Team(team)) => {
+            let team = TEAMS.iter().find(|t| **t == team).expect("a known team");
+            model.shared_team.insert((row, team));
+        }
+        None => {}
+    }
+}
+
+/// Runs one scoped write against the model: in sight it is applied (and the model
+/// follows); out of sight it is refused as a record that does not exist, and nothing
+/// changes. Within the transaction the visible set already follows the write.
+fn scoped_write(db: &Database, model: &mut Model, principal: &Principal, step: &Scoped) {
+    let before = model.visible(principal);
+    let in_sight = |row: u32| before.contains(&row);
+    let row_of = |p: usize| p as u32;
+    let outcome = db.write_as(principal, |tx| -> crmdb::Result<Option<u32>> {
+        let result = match step {
+            Scoped::Reassign(p, owner) => tx
+                .modify(ContactId::new(row_of(*p)), |c| {
+                    c.owner = owner.map(OwnerId::new)
+                })
+                .map(|()| None),
+            Scoped::Tag(p) => tx.add_tag(ContactId::new(row_of(*p)), "w").map(|()| None),
+            Scoped::ShareTeam(p, t) => tx
+                .share(ContactId::new(row_of(*p)), &Grantee::Team(TEAMS[*t].into()))
+                .map(|()| None),
+            Scoped::Unshare(p, o) => tx
+                .unshare(
+                    ContactId::new(row_of(*p)),
+                    &Grantee::Owner(OwnerId::new(*o)),
+                )
+                .map(|()| None),
+            Scoped::Insert(owner) => tx
+                .insert(Contact {
+                    name: "new".into(),
+                    owner: owner.map(OwnerId::new),
+                    ..Contact::default()
+                })
+                .map(|id| Some(id.get())),
+        };
+        if let Ok(inserted) = result {
+            let mut next = Model {
+                owners: model.owners.clone(),
+                team_of: model.team_of.clone(),
+                reports_to: model.reports_to.clone(),
+                owner_of: model.owner_of.clone(),
+                shared_owner: model.shared_owner.clone(),
+                shared_team: model.shared_team.clone(),
+            };
+            follow(&mut next, principal, step, inserted);
+            let seen: crmdb::RoaringBitmap = next.visible(principal).into_iter().collect();
+            assert_eq!(
+                tx.visible(EntityKind::Contact)?,
+                seen,
+                "{step:?} in the transaction"
+            );
+        }
+        result
+    });
+    match (step, outcome) {
+        (Scoped::Insert(_), Ok(inserted)) => follow(model, principal, step, inserted),
+        (Scoped::Insert(_), Err(e)) => panic!("insert refused: {e}"),
+        (
+            Scoped::Reassign(p, _)
+            | Scoped::Tag(p)
+            | Scoped::ShareTeam(p, _)
+            | Scoped::Unshare(p, _),
+            outcome,
+        ) => {
+            let row = row_of(*p);
+            match outcome {
+                Ok(_) => {
+                    assert!(in_sight(row), "{step:?} wrote a record out of sight");
+                    follow(model, principal, step, None);
+                }
+                Err(Error::NotFound { kind, id }) => {
+                    assert_eq!((kind, id), (EntityKind::Contact, row));
+                    assert!(!in_sight(row), "{step:?} refused a record in sight");
+                }
+                Err(other) => panic!("{step:?}: {other}"),
+            }
+        }
+    }
+}
+
+/// The model after an applied scoped write.
+fn follow(model: &mut Model, principal: &Principal, step: &Scoped, inserted: Option<u32>) {
+    match step {
+        Scoped::Reassign(p, owner) => {
+            model.owner_of.insert(*p as u32, *owner);
+        }
+        Scoped::Tag(_) => {}
+        Scoped::ShareTeam(p, t) => {
+            model.shared_team.insert((*p as u32, TEAMS[*t]));
+        }
+        Scoped::Unshare(p, o) => {
+            model.shared_owner.remove(&(*p as u32, *o));
+        }
+        Scoped::Insert(owner) => {
+            let row = inserted.expect("an inserted row");
+            model.owner_of.insert(row, *owner);
+            if !model.visible(principal).contains(&row) {
+                model_share(model, principal, row);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    /// Scoped writes are refused out of sight and applied in sight; the visible sets
+    /// the write path keeps equal a recomputation from the model after every write, in
+    /// the transaction and after commit, for every principal.
+    #[test]
+    fn scoped_writes_touch_only_what_is_in_sight(
+        people in proptest::collection::vec(person(), 1..30),
+        writes in proptest::collection::vec((principal(), scoped_step(30)), 1..25),
+        readers in proptest::collection::vec(principal(), 1..3),
+    ) {
+        let (db, mut model, ids) = setup(&people);
+        for (principal, step) in &writes {
+            let out_of_range = match step {
+                Scoped::Reassign(p, _) | Scoped::Tag(p) | Scoped::ShareTeam(p, _)
+                | Scoped::Unshare(p, _) => *p >= ids.len(),
+                Scoped::Insert(_) => false,
+            };
+            if !out_of_range {
+                scoped_write(&db, &mut model, principal, step);
+            }
+        }
+        let total = model.owner_of.len() as u32;
+        for principal in readers.iter().chain(writes.iter().map(|(p, _)| p)) {
+            check_visible(&db, principal, &model.visible(principal), total);
+        }
+    }
+}
+
+/// What `principal` sees after commit against the model: the visible set and `get`.
+fn check_visible(db: &Database, principal: &Principal, seen: &BTreeSet<u32>, total: u32) {
+    let seen_bitmap: crmdb::RoaringBitmap = seen.iter().copied().collect();
+    db.read_as(principal, |r| {
+        assert_eq!(
+            r.visible(EntityKind::Contact)?,
+            seen_bitmap,
+            "{principal:?}"
+        );
+        let all = r.ids(EntityKind::Contact, &Query::parse("*")?)?;
+        assert_eq!(all, seen_bitmap);
+        for row in 0..total + 2 {
+            assert_eq!(
+                r.get(ContactId::new(row)).is_ok(),
+                seen.contains(&row),
+                "{row}"
+            );
+        }
+        Ok(())
+    })
+    .expect("scoped reads after scoped writes");
+}

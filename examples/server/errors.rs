@@ -72,6 +72,7 @@ impl From<Error> for ApiError {
             Error::UnknownMerge(_) => (S::NOT_FOUND, "unknown_merge"),
             Error::NotDeleted { .. } => (S::CONFLICT, "not_deleted"),
             Error::Duplicate { .. } => (S::CONFLICT, "duplicate"),
+            Error::Taken { .. } => (S::CONFLICT, "taken"),
             Error::StillReferenced { .. } => (S::CONFLICT, "still_referenced"),
             Error::IllegalTransition { .. } => (S::CONFLICT, "illegal_transition"),
             Error::BrokenRelation { .. } => (S::UNPROCESSABLE_ENTITY, "broken_relation"),

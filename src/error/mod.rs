@@ -110,6 +110,19 @@ pub enum Error {
         existing: u32,
     },
 
+    /// A natural key is already taken by a record the scoped transaction does not see:
+    /// the value is in use, and which record holds it is not said (see
+    /// [`ScopedWrite`](crate::ScopedWrite)).
+    #[error("{field} {} is already in use", quote(.value))]
+    Taken {
+        /// The entity type.
+        kind: EntityKind,
+        /// The unique field.
+        field: &'static str,
+        /// The value that collided (normalised).
+        value: String,
+    },
+
     /// A field name is not part of the entity's built-in fields or custom schema.
     #[error("unknown field {} on {kind}", quote(.field))]
     UnknownField {

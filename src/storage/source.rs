@@ -66,6 +66,74 @@ pub(crate) mod sealed {
 
 pub(crate) use sealed::Source;
 
+/// A source borrowed mutably reads as the source itself (a scoped write transaction
+/// holds its write transaction so).
+impl<S: Source + ?Sized> Source for &mut S {
+    fn row_bytes(&self, kind: EntityKind, row: u32) -> Result<Option<Vec<u8>>> {
+        (**self).row_bytes(kind, row)
+    }
+    fn rows_in(&self, kind: EntityKind) -> Result<Vec<(u32, Vec<u8>)>> {
+        (**self).rows_in(kind)
+    }
+    fn bitmap(&self, key: &str) -> Result<Arc<RoaringBitmap>> {
+        (**self).bitmap(key)
+    }
+    fn bsi(&self, base: &str) -> Result<Arc<Bsi>> {
+        (**self).bsi(base)
+    }
+    fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+        (**self).keys_with_prefix(prefix)
+    }
+    fn meta_bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        (**self).meta_bytes(name)
+    }
+    fn unique_row(&self, field: &str, value: &str) -> Result<Option<u32>> {
+        (**self).unique_row(field, value)
+    }
+    fn history_entries(&self, kind: EntityKind, row: u32) -> Result<Vec<StageChange>> {
+        (**self).history_entries(kind, row)
+    }
+    fn segment_bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        (**self).segment_bytes(name)
+    }
+    fn segment_names(&self) -> Result<Vec<String>> {
+        (**self).segment_names()
+    }
+    fn config(&self) -> Result<Arc<Config>> {
+        (**self).config()
+    }
+    fn change_batches(&self, after: u64, limit: usize) -> Result<Vec<crate::feed::Batch>> {
+        (**self).change_batches(after, limit)
+    }
+    fn oldest_kept(&self) -> Result<u64> {
+        (**self).oldest_kept()
+    }
+    fn commit_counter(&self, key: &str) -> Result<Option<u64>> {
+        (**self).commit_counter(key)
+    }
+    fn consumer_list(&self) -> Result<Vec<(String, u64)>> {
+        (**self).consumer_list()
+    }
+    fn watched_list(&self) -> Result<Vec<(String, EntityKind)>> {
+        (**self).watched_list()
+    }
+    fn clock_now(&self) -> Timestamp {
+        (**self).clock_now()
+    }
+    fn identity_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        (**self).identity_bytes(key)
+    }
+    fn identity_entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        (**self).identity_entries(prefix)
+    }
+    fn record<I: RecordId>(&self, id: I) -> Result<Option<I::Record>> {
+        (**self).record(id)
+    }
+    fn live_rows(&self, kind: EntityKind) -> Result<Arc<RoaringBitmap>> {
+        (**self).live_rows(kind)
+    }
+}
+
 /// Decodes a stored record of type `R` at `row`.
 pub(crate) fn decode_record<R: Record>(row: u32, bytes: &[u8]) -> Result<R> {
     codec::decode(R::KIND.as_str(), &row, bytes)

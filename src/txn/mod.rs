@@ -30,6 +30,7 @@ mod merge;
 mod records;
 pub(crate) mod replica;
 mod scope;
+mod scope_write;
 mod snapshot;
 mod tables;
 mod undo;
@@ -59,7 +60,8 @@ pub use feed::WatchRefresh;
 pub(crate) use feed::{FeedState, Watch};
 pub use lineage::{FieldRule, Lineage, MergePolicy, MovedRecord, Undone};
 pub(crate) use records::{check_shape, normalise_new};
-pub use scope::ScopedRead;
+pub use scope::{Scoped, ScopedRead};
+pub use scope_write::ScopedWrite;
 pub use snapshot::{ReadTransaction, Snapshot};
 
 /// What every transaction of one database shares.

@@ -9,9 +9,9 @@
 //! histories, consent ledgers and change events of unseen records are withheld. The
 //! intersections are kept for the transaction, so a query pays each once.
 //!
-//! The write side (shares, reporting lines) is here too: shares are bitmaps written in
-//! the transaction's index delta, so they commit with the rows.
+//! The write side ([`ScopedWrite`], shares, reporting lines) is in `scope_write.rs`.
 //!
+//! [`ScopedWrite`]: crate::ScopedWrite
 //! [`Snapshot`]: crate::Snapshot
 //! [`Error::NotFound`]: crate::Error::NotFound
 
@@ -21,33 +21,37 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use roaring::RoaringBitmap;
 
-use super::{ReadTransaction, WriteTransaction};
-use crate::access::{self, Grantee, Principal, Visibility};
+use super::ReadTransaction;
+use crate::Snapshot;
+use crate::access::{Principal, Visibility};
 use crate::config::Config;
 use crate::db::Database;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::feed::{Batch, Change};
 use crate::index::Bsi;
 use crate::lifecycle::StageChange;
-use crate::schema::{EntityKind, OwnerId, RecordId, Timestamp};
-use crate::storage::meta;
+use crate::schema::{EntityKind, RecordId, Timestamp};
 use crate::storage::source::Source;
-use crate::{Snapshot, codec};
 
-/// A read transaction as one principal sees it; every [`Snapshot`] method works on it.
+/// A transaction as one principal sees it; every [`Snapshot`] method works on it. A
+/// [`ScopedRead`] wraps a read transaction, a [`ScopedWrite`] a write transaction.
 ///
 /// [`Snapshot`]: crate::Snapshot
-pub struct ScopedRead {
-    inner: ReadTransaction,
-    principal: Principal,
-    visibility: Visibility,
+/// [`ScopedWrite`]: crate::ScopedWrite
+pub struct Scoped<T> {
+    pub(super) inner: T,
+    pub(super) principal: Principal,
+    pub(super) visibility: Visibility,
     /// Bitmaps already intersected with the visible rows, by key.
     seen: Mutex<HashMap<String, Arc<RoaringBitmap>>>,
     /// Numeric indexes already narrowed to the visible rows, by base key.
     seen_bsi: Mutex<HashMap<String, Arc<Bsi>>>,
 }
 
-impl std::fmt::Debug for ScopedRead {
+/// A read transaction as one principal sees it.
+pub type ScopedRead = Scoped<ReadTransaction>;
+
+impl<T> std::fmt::Debug for Scoped<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScopedRead")
             .field("principal", &self.principal)
@@ -61,15 +65,28 @@ impl ScopedRead {
     /// # Errors
     /// A storage or decode failure while reading what the principal sees.
     pub fn new(inner: ReadTransaction, principal: Principal) -> Result<ScopedRead> {
+        Scoped::over(inner, principal)
+    }
+}
+
+impl<T: Source> Scoped<T> {
+    /// `inner` as `principal` sees it.
+    pub(super) fn over(inner: T, principal: Principal) -> Result<Scoped<T>> {
         let reports = inner.config()?.reports_to.clone();
         let visibility = Visibility::of(&inner, &principal, &reports)?;
-        Ok(ScopedRead {
+        Ok(Scoped {
             inner,
             principal,
             visibility,
             seen: Mutex::new(HashMap::new()),
             seen_bsi: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Forgets the intersections kept so far: the bitmaps under them changed.
+    pub(super) fn forget(&mut self) {
+        self.seen.get_mut().clear();
+        self.seen_bsi.get_mut().clear();
     }
 
     /// Whom this transaction reads for.
@@ -155,7 +172,7 @@ impl ScopedRead {
     }
 }
 
-impl Source for ScopedRead {
+impl<T: Source> Source for Scoped<T> {
     fn row_bytes(&self, kind: EntityKind, row: u32) -> Result<Option<Vec<u8>>> {
         if !self.visibility.sees(kind, row) {
             return Ok(None);
@@ -308,138 +325,4 @@ impl Database {
         let scoped = ScopedRead::new(self.begin_read()?, principal.clone())?;
         f(&scoped)
     }
-}
-
-impl WriteTransaction {
-    /// Shares record `id` with `grantee`, who then sees it as if they owned it.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::InvalidArgument`] for a kind without owners (orders,
-    /// products, owners) or an empty team name; [`Error::BrokenRelation`] for an owner
-    /// grantee that does not exist.
-    pub fn share<I: RecordId>(&mut self, id: I, grantee: &Grantee) -> Result<()> {
-        self.set_share(id, grantee, true)
-    }
-
-    /// Takes a share back; taking back one that was never given does nothing.
-    ///
-    /// # Errors
-    /// As [`share`](Self::share).
-    pub fn unshare<I: RecordId>(&mut self, id: I, grantee: &Grantee) -> Result<()> {
-        self.set_share(id, grantee, false)
-    }
-
-    fn set_share<I: RecordId>(&mut self, id: I, grantee: &Grantee, on: bool) -> Result<()> {
-        use crate::schema::Record as _;
-        let kind = I::Record::KIND;
-        self.guarded(|tx| {
-            if access::owner_field(kind).is_none() {
-                return Err(Error::InvalidArgument(format!(
-                    "{kind} records have no owner and are not shared"
-                )));
-            }
-            tx.get(id)?;
-            match grantee {
-                Grantee::Owner(owner) => {
-                    if tx.find(*owner)?.is_none() {
-                        return Err(Error::BrokenRelation {
-                            kind,
-                            target_kind: EntityKind::Owner,
-                            target_id: owner.get(),
-                        });
-                    }
-                }
-                Grantee::Team(team) if team.trim().is_empty() => {
-                    return Err(Error::InvalidArgument("a team name is not empty".into()));
-                }
-                Grantee::Team(_) => {}
-            }
-            tx.delta
-                .set_key(&access::share_key(kind, grantee), id.row(), on);
-            Ok(())
-        })
-    }
-
-    /// Who a record is shared with.
-    ///
-    /// # Errors
-    /// A storage failure.
-    pub fn shares<I: RecordId>(&self, id: I) -> Result<Vec<Grantee>> {
-        shares_of(self, id)
-    }
-
-    /// Sets whom `owner` reports to (`None`: nobody); a manager sees their reports'
-    /// records.
-    ///
-    /// # Errors
-    /// [`Error::BrokenRelation`] for an owner that does not exist;
-    /// [`Error::InvalidArgument`] for a line that would make a cycle.
-    pub fn set_manager(&mut self, owner: OwnerId, manager: Option<OwnerId>) -> Result<()> {
-        self.guarded(|tx| {
-            for id in std::iter::once(owner).chain(manager) {
-                if tx.find(id)?.is_none() {
-                    return Err(Error::BrokenRelation {
-                        kind: EntityKind::Owner,
-                        target_kind: EntityKind::Owner,
-                        target_id: id.get(),
-                    });
-                }
-            }
-            let config = tx.config_arc()?;
-            let mut next = (*config).clone();
-            match manager {
-                Some(manager) => {
-                    // Up from the manager: reaching `owner` would close a cycle.
-                    let mut at = Some(manager.get());
-                    for _ in 0..=next.reports_to.len() {
-                        match at {
-                            Some(up) if up == owner.get() => {
-                                return Err(Error::InvalidArgument(format!(
-                                    "owner {} already manages owner {} (directly or not)",
-                                    owner.get(),
-                                    manager.get()
-                                )));
-                            }
-                            Some(up) => at = next.reports_to.get(&up).copied(),
-                            None => break,
-                        }
-                    }
-                    next.reports_to.insert(owner.get(), manager.get());
-                }
-                None => {
-                    next.reports_to.remove(&owner.get());
-                }
-            }
-            tx.put_meta(meta::REPORTS, &codec::encode(&next.reports_to))?;
-            tx.set_config(next);
-            Ok(())
-        })
-    }
-}
-
-/// The grantees a record is shared with, read from the share bitmaps.
-fn shares_of<S: Source + ?Sized, I: RecordId>(snap: &S, id: I) -> Result<Vec<Grantee>> {
-    use crate::schema::Record as _;
-    let kind = I::Record::KIND;
-    let mut out = Vec::new();
-    for (field, make) in [
-        (
-            access::SHARE_OWNER,
-            (|v: &str| v.parse().ok().map(|o| Grantee::Owner(OwnerId::new(o))))
-                as fn(&str) -> Option<Grantee>,
-        ),
-        (access::SHARE_TEAM, |v: &str| {
-            Some(Grantee::Team(v.to_owned()))
-        }),
-    ] {
-        let prefix = crate::index::cat_prefix(kind, field);
-        for key in snap.keys_with_prefix(&prefix)? {
-            if snap.bitmap(&key)?.contains(id.row())
-                && let Some(grantee) = make(&key[prefix.len()..])
-            {
-                out.push(grantee);
-            }
-        }
-    }
-    Ok(out)
 }
