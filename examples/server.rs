@@ -24,6 +24,8 @@
 pub mod analytics;
 #[path = "server/analytics_handlers.rs"]
 mod analytics_handlers;
+#[path = "server/auth.rs"]
+pub mod auth;
 #[path = "server/changes.rs"]
 mod changes;
 #[path = "server/cli.rs"]
@@ -54,7 +56,7 @@ mod segments;
 mod serving;
 
 pub use self::cli::{Args, prepare};
-pub use self::routes::{app, app_with, route_table};
+pub use self::routes::{app, app_secured, app_with, route_table};
 pub use self::serving::{ServerConfig, serve};
 
 use self::cli::{example_prospect, print_banner};
@@ -62,9 +64,17 @@ use self::cli::{example_prospect, print_banner};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     use clap::Parser as _;
     let args = Args::parse();
-    if !args.host.is_loopback() {
+    if let Some(token) = &args.hash_token {
+        println!("{}", auth::hash_token(token));
+        return Ok(());
+    }
+    let tokens = match &args.tokens {
+        Some(path) => Some(std::sync::Arc::new(auth::Tokens::load(path)?)),
+        None => None,
+    };
+    if !args.host.is_loopback() && tokens.is_none() {
         return Err(format!(
-            "--host {} is not a loopback address; this example serves only locally",
+            "--host {} is not a loopback address; without --tokens this example serves only locally",
             args.host
         )
         .into());
@@ -79,7 +89,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind((args.host, args.port)).await?;
         print_banner(listener.local_addr()?, example_prospect(&db));
-        let router = app_with(db, &config);
+        if let Some(tokens) = &tokens {
+            println!(
+                "{} tokens from {}: every request needs Authorization: Bearer <token>",
+                tokens.count(),
+                args.tokens
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
+        }
+        let router = app_secured(db, &config, tokens);
         // Stopped with Ctrl-C: every response was sent after its commit, and redb
         // needs no shutdown step to stay consistent.
         serve(listener, router, config, std::future::pending()).await

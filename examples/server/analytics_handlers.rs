@@ -11,14 +11,19 @@ use super::analytics::{
     AssignmentIn, FunnelIn, OwnersIn, ProductsIn, RfmRefreshIn, assignment_json, funnel_json,
     owners_json, products_json, rfm_json,
 };
+use super::auth::Caller;
 use super::errors::{ApiError, ApiResult, Body, PathArgs, blocking};
 use super::records::Resource;
 
-pub(super) async fn funnel(State(db): State<Database>, Body(request): Body<FunnelIn>) -> ApiResult {
+pub(super) async fn funnel(
+    State(db): State<Database>,
+    caller: Caller,
+    Body(request): Body<FunnelIn>,
+) -> ApiResult {
     let request = request.window()?;
     blocking(&db, move |db| {
         let request = request.into_request()?;
-        let funnel = db.read(|r| crmdb::analytics::funnel(r, &request))?;
+        let funnel = db.read_as(&caller.0, |r| crmdb::analytics::funnel(r, &request))?;
         Ok(funnel_json(&request, &funnel))
     })
     .await
@@ -27,11 +32,12 @@ pub(super) async fn funnel(State(db): State<Database>, Body(request): Body<Funne
 
 pub(super) async fn owner_ranking(
     State(db): State<Database>,
+    caller: Caller,
     Body(request): Body<OwnersIn>,
 ) -> ApiResult {
     let request = request.check()?;
     blocking(&db, move |db| {
-        let owners = db.read(|r| {
+        let owners = db.read_as(&caller.0, |r| {
             crmdb::analytics::owner_ranking(r, request.from, request.to, request.sort())
         })?;
         Ok(owners_json(&request, &owners))
@@ -42,12 +48,14 @@ pub(super) async fn owner_ranking(
 
 pub(super) async fn product_sales(
     State(db): State<Database>,
+    caller: Caller,
     Body(request): Body<ProductsIn>,
 ) -> ApiResult {
     let window = request.window()?;
     blocking(&db, move |db| {
-        let (products, categories) =
-            db.read(|r| crmdb::analytics::product_sales(r, window.0, window.1))?;
+        let (products, categories) = db.read_as(&caller.0, |r| {
+            crmdb::analytics::product_sales(r, window.0, window.1)
+        })?;
         Ok(products_json(window, &products, &categories))
     })
     .await
@@ -57,8 +65,10 @@ pub(super) async fn product_sales(
 /// Recomputes RFM scores and value tiers as of `now` (the database clock by default).
 pub(super) async fn refresh_rfm(
     State(db): State<Database>,
+    caller: Caller,
     Body(request): Body<RfmRefreshIn>,
 ) -> ApiResult {
+    caller.must_see_everything()?;
     let now = request.now()?;
     let state = blocking(&db, move |db| {
         db.write_grouped(|tx| {
@@ -71,8 +81,11 @@ pub(super) async fn refresh_rfm(
 }
 
 /// The last RFM refresh; 404 `rfm_not_refreshed` before the first.
-pub(super) async fn rfm_state(State(db): State<Database>) -> ApiResult {
-    let state = blocking(&db, |db| db.read(crmdb::analytics::rfm_state)).await?;
+pub(super) async fn rfm_state(State(db): State<Database>, caller: Caller) -> ApiResult {
+    let state = blocking(&db, move |db| {
+        db.read_as(&caller.0, crmdb::analytics::rfm_state)
+    })
+    .await?;
     match state {
         Some(state) => Ok(Json(rfm_json(&state))),
         None => Err(ApiError::new(
@@ -85,8 +98,8 @@ pub(super) async fn rfm_state(State(db): State<Database>) -> ApiResult {
 
 // ---- lead assignment ----
 
-pub(super) async fn read_assignment(State(db): State<Database>) -> ApiResult {
-    let assignment = blocking(&db, |db| db.read(crmdb::assignment)).await?;
+pub(super) async fn read_assignment(State(db): State<Database>, caller: Caller) -> ApiResult {
+    let assignment = blocking(&db, move |db| db.read_as(&caller.0, crmdb::assignment)).await?;
     Ok(Json(assignment_json(&assignment)))
 }
 
@@ -94,8 +107,10 @@ pub(super) async fn read_assignment(State(db): State<Database>) -> ApiResult {
 /// is a broken reference (422), as it is in a record's body.
 pub(super) async fn save_assignment(
     State(db): State<Database>,
+    caller: Caller,
     Body(request): Body<AssignmentIn>,
 ) -> ApiResult {
+    caller.must_see_everything()?;
     let saved = blocking(&db, move |db| {
         let written = db.write_grouped(|tx| {
             let assignment = request.into_assignment(&tx.machines()?.contact)?;
@@ -124,10 +139,12 @@ pub(super) async fn save_assignment(
 /// `null` when none did (the contact keeps its owner); `rule` names the rule.
 pub(super) async fn requalify(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs(id): PathArgs<u32>,
 ) -> ApiResult {
     blocking(&db, move |db| {
         db.write_grouped(|tx| {
+            let tx = &mut tx.scoped(&caller.0)?;
             let id = crmdb::ContactId::new(id);
             let owner = tx.requalify(id)?;
             let contact: Contact = tx.get(id)?;

@@ -21,8 +21,8 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use crmdb::feed::{Batch, Cause, Change, Event};
 use crmdb::{
-    Account, Activity, AnyRecord, Contact, Database, Deal, Error, Order, Owner, Product, RecordId,
-    Snapshot, Task,
+    Account, Activity, AnyRecord, Contact, Database, Deal, Error, Order, Owner, Principal, Product,
+    RecordId, Snapshot, Task,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value as JsonValue, json};
@@ -30,6 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{ServiceBuilder, ServiceExt};
 
 use super::analytics::assignment_json;
+use super::auth::Caller;
 use super::errors::{ApiError, ApiResult, QueryArgs, blocking, method_not_allowed};
 use super::fields::time_json;
 use super::records::{Resource, stage_change_json};
@@ -149,10 +150,37 @@ pub(super) struct PollParams {
     wait: u64,
 }
 
+/// Up to `limit` change batches after `after` as `principal` sees them.
+fn changes_as(
+    db: &Database,
+    principal: &Principal,
+    after: u64,
+    limit: usize,
+) -> crmdb::Result<Vec<Batch>> {
+    db.read_as(principal, |r| r.changes(after, limit))
+}
+
+/// Waits up to `wait` for batches after `after`, then reads them as `principal` sees
+/// them (the wait itself reads the whole log).
+fn wait_changes_as(
+    db: &Database,
+    principal: &Principal,
+    after: u64,
+    limit: usize,
+    wait: Duration,
+) -> crmdb::Result<Vec<Batch>> {
+    let batches = db.wait_changes(after, limit, wait)?;
+    if batches.is_empty() {
+        return Ok(batches);
+    }
+    changes_as(db, principal, after, limit)
+}
+
 /// `GET /changes?after=SEQ&limit=N&wait=SECONDS`: `{"batches": [...], "last": SEQ}`,
 /// `last` being the last batch's sequence, or `after` when there is none.
 pub(super) async fn poll_changes(
     State(db): State<Database>,
+    caller: Caller,
     Extension(limits): Extension<FeedLimits>,
     QueryArgs(params): QueryArgs<PollParams>,
 ) -> ApiResult {
@@ -171,9 +199,9 @@ pub(super) async fn poll_changes(
     let after = params.after;
     let read = blocking(&db, move |db| {
         // Reading first refuses a bad `after` at once, not after the wait.
-        let batches = db.changes(after, limit).and_then(|batches| {
+        let batches = changes_as(db, &caller.0, after, limit).and_then(|batches| {
             if batches.is_empty() && !wait.is_zero() {
-                db.wait_changes(after, limit, wait)
+                wait_changes_as(db, &caller.0, after, limit, wait)
             } else {
                 Ok(batches)
             }
@@ -193,9 +221,11 @@ pub(super) async fn poll_changes(
 /// `GET /changes/head`: `{"sequence", "oldest"}`, the last commit's sequence and the
 /// oldest the log still holds. A reader that wants only what comes next reads after
 /// `sequence`.
-pub(super) async fn feed_head(State(db): State<Database>) -> ApiResult {
-    blocking(&db, |db| {
-        db.read(|r| Ok(json!({ "sequence": r.sequence()?, "oldest": r.oldest_change()? })))
+pub(super) async fn feed_head(State(db): State<Database>, caller: Caller) -> ApiResult {
+    blocking(&db, move |db| {
+        db.read_as(&caller.0, |r| {
+            Ok(json!({ "sequence": r.sequence()?, "oldest": r.oldest_change()? }))
+        })
     })
     .await
     .map(Json)
@@ -215,6 +245,7 @@ pub(super) struct StreamParams {
 /// then the end.
 pub(super) async fn stream_changes(
     State(db): State<Database>,
+    caller: Caller,
     Extension(limits): Extension<FeedLimits>,
     headers: HeaderMap,
     QueryArgs(params): QueryArgs<StreamParams>,
@@ -228,14 +259,19 @@ pub(super) async fn stream_changes(
         None => params.after,
     };
     let permits = limits.admit().await?;
+    let principal = caller.0.clone();
     let (after, pending) = blocking(&db, move |db| {
-        Ok(read_events(after, db.changes(after, STREAM_READ)))
+        Ok(read_events(
+            after,
+            changes_as(db, &principal, after, STREAM_READ),
+        ))
     })
     .await?
     .map_err(feed_error)?;
     let done = Arc::new(AtomicBool::new(false));
     let follower = Arc::new(tokio::sync::Mutex::new(Follower {
         db,
+        principal: caller.0,
         after,
         pending: pending.into(),
         deadline: Instant::now() + STREAM_LIFETIME,
@@ -287,6 +323,8 @@ impl hyper::body::Body for Steps {
 /// One stream's position in the feed.
 struct Follower {
     db: Database,
+    /// Whom the stream reads for.
+    principal: Principal,
     /// The last sequence read.
     after: u64,
     /// Events read and not yet sent.
@@ -314,10 +352,11 @@ impl Follower {
                 continue;
             }
             let after = self.after;
+            let principal = self.principal.clone();
             let read = blocking(&self.db, move |db| {
                 Ok(read_events(
                     after,
-                    db.wait_changes(after, STREAM_READ, STREAM_STEP),
+                    wait_changes_as(db, &principal, after, STREAM_READ, STREAM_STEP),
                 ))
             })
             .await

@@ -14,7 +14,7 @@ use super::import;
 #[derive(Debug, clap::Parser)]
 #[command(name = "server")]
 pub struct Args {
-    /// Address to listen on; only loopback addresses are accepted.
+    /// Address to listen on; only loopback addresses are accepted without `--tokens`.
     #[arg(long, default_value = "127.0.0.1")]
     pub(super) host: IpAddr,
     /// Port to listen on (0 picks a free one).
@@ -30,6 +30,13 @@ pub struct Args {
     /// A CSV or JSON Lines file of contacts to import before serving.
     #[arg(long)]
     import: Option<PathBuf>,
+    /// A JSON file of bearer tokens (SHA-256 digests) and their principals; with it,
+    /// every request needs a token and sees what its principal sees.
+    #[arg(long)]
+    pub(super) tokens: Option<PathBuf>,
+    /// Prints the digest of a token for the token file, and exits.
+    #[arg(long, value_name = "TOKEN")]
+    pub(super) hash_token: Option<String>,
 }
 
 pub(super) fn progress_bar(length: u64, unit: &str) -> indicatif::ProgressBar {

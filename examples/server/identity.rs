@@ -11,6 +11,7 @@ use crmdb::{Contact, ContactId, Database, EntityKind, Snapshot};
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
 
+use super::auth::Caller;
 use super::errors::{ApiError, ApiResult, Body, PathArgs, QueryArgs, blocking};
 use super::records::Resource;
 
@@ -25,6 +26,7 @@ pub(super) struct CandidateParams {
 /// `GET /duplicates?kind=contact|account&min_score=&limit=`: the best candidates.
 pub(super) async fn candidates(
     State(db): State<Database>,
+    caller: Caller,
     QueryArgs(params): QueryArgs<CandidateParams>,
 ) -> ApiResult {
     let kind = match params.kind.as_deref().unwrap_or("contact") {
@@ -38,7 +40,7 @@ pub(super) async fn candidates(
     }
     let limit = params.limit.unwrap_or(100).min(10_000);
     let report = blocking(&db, move |db| {
-        db.read(|r| duplicate_candidates(r, kind, &options))
+        db.read_as(&caller.0, |r| duplicate_candidates(r, kind, &options))
     })
     .await?;
     let candidates: Vec<JsonValue> = report
@@ -91,7 +93,11 @@ fn rule(name: &str) -> Result<FieldRule, ApiError> {
 }
 
 /// `POST /contacts/merge`.
-pub(super) async fn merge(State(db): State<Database>, Body(request): Body<MergeIn>) -> ApiResult {
+pub(super) async fn merge(
+    State(db): State<Database>,
+    caller: Caller,
+    Body(request): Body<MergeIn>,
+) -> ApiResult {
     let mut policy = MergePolicy {
         default: rule(request.policy.as_deref().unwrap_or("survivor"))?,
         ..MergePolicy::default()
@@ -105,6 +111,7 @@ pub(super) async fn merge(State(db): State<Database>, Body(request): Body<MergeI
     );
     let lineage = blocking(&db, move |db| {
         db.write_grouped(|tx| {
+            let tx = &mut tx.scoped(&caller.0)?;
             let merge = tx.merge(survivor, other, &policy)?;
             tx.lineage(merge)
         })
@@ -114,23 +121,32 @@ pub(super) async fn merge(State(db): State<Database>, Body(request): Body<MergeI
 }
 
 /// `GET /merges`.
-pub(super) async fn merges(State(db): State<Database>) -> ApiResult {
-    let all = blocking(&db, |db| db.read(|r| r.merges())).await?;
+pub(super) async fn merges(State(db): State<Database>, caller: Caller) -> ApiResult {
+    let all = blocking(&db, move |db| db.read_as(&caller.0, |r| r.merges())).await?;
     Ok(Json(
         json!({ "merges": all.iter().map(lineage_json).collect::<Vec<_>>() }),
     ))
 }
 
 /// `GET /merges/{id}`.
-pub(super) async fn lineage(State(db): State<Database>, PathArgs(id): PathArgs<u64>) -> ApiResult {
-    let lineage = blocking(&db, move |db| db.read(|r| r.lineage(id))).await?;
+pub(super) async fn lineage(
+    State(db): State<Database>,
+    caller: Caller,
+    PathArgs(id): PathArgs<u64>,
+) -> ApiResult {
+    let lineage = blocking(&db, move |db| db.read_as(&caller.0, |r| r.lineage(id))).await?;
     Ok(Json(lineage_json(&lineage)))
 }
 
 /// `POST /merges/{id}/unmerge`.
-pub(super) async fn unmerge(State(db): State<Database>, PathArgs(id): PathArgs<u64>) -> ApiResult {
+pub(super) async fn unmerge(
+    State(db): State<Database>,
+    caller: Caller,
+    PathArgs(id): PathArgs<u64>,
+) -> ApiResult {
     let lineage = blocking(&db, move |db| {
         db.write_grouped(|tx| {
+            let tx = &mut tx.scoped(&caller.0)?;
             tx.unmerge(id)?;
             tx.lineage(id)
         })
@@ -172,11 +188,12 @@ fn entry_json(entry: &ConsentEntry) -> JsonValue {
 /// `GET /contacts/{id}/consent`: the state per channel and the ledger.
 pub(super) async fn read_consent(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs(id): PathArgs<u32>,
 ) -> ApiResult {
     let id = ContactId::new(id);
     let (channels, state, history) = blocking(&db, move |db| {
-        db.read(|r| {
+        db.read_as(&caller.0, |r| {
             r.get(id)?;
             Ok((
                 r.consent_channels()?,
@@ -215,6 +232,7 @@ pub(super) struct ConsentIn {
 /// `POST /contacts/{id}/consent`: appends an entry.
 pub(super) async fn append_consent(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs(id): PathArgs<u32>,
     Body(request): Body<ConsentIn>,
 ) -> ApiResult {
@@ -246,6 +264,7 @@ pub(super) async fn append_consent(
     let id = ContactId::new(id);
     let entry = blocking(&db, move |db| {
         db.write_grouped(|tx| {
+            let tx = &mut tx.scoped(&caller.0)?;
             tx.record_consent(id, consent)?;
             Ok(tx.consent_history(id)?.pop())
         })
@@ -265,6 +284,7 @@ pub(super) struct EraseIn {
 /// `POST /contacts/{id}/erase`: needs `"confirm": true`.
 pub(super) async fn erase(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs(id): PathArgs<u32>,
     Body(request): Body<EraseIn>,
 ) -> ApiResult {
@@ -277,7 +297,7 @@ pub(super) async fn erase(
     }
     let id = ContactId::new(id);
     let erasure = blocking(&db, move |db| {
-        db.write_grouped(|tx| tx.erase(id, &request.reason))
+        db.write_grouped(|tx| tx.scoped(&caller.0)?.erase(id, &request.reason))
     })
     .await?;
     Ok(Json(json!({

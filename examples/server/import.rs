@@ -19,6 +19,7 @@ use crmdb::{Contact, CustomSchema, Database, EntityKind, Error, Snapshot, Upsert
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
 
+use super::auth::Caller;
 use super::errors::{ApiError, ApiResult, QueryArgs, blocking};
 use super::mapping::Mapping;
 use super::records::{ContactIn, Resource};
@@ -245,10 +246,12 @@ fn format_of(params: &ImportParams, headers: &HeaderMap) -> Result<Format, ApiEr
 /// "reason"}], "ignored_columns"}`.
 pub(super) async fn import_contacts(
     State(db): State<Database>,
+    caller: Caller,
     headers: HeaderMap,
     QueryArgs(params): QueryArgs<ImportParams>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    caller.must_see_everything()?;
     let body = body.map_err(|rejection| {
         let status = rejection.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {

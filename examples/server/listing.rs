@@ -12,11 +12,12 @@ use axum::response::{IntoResponse, Response};
 use crmdb::feed::{Batch, Change};
 use crmdb::{
     Account, Activity, Contact, Database, Deal, EntityKind, Error, Order, Owner, Product, Query,
-    ReadTransaction, RecordId, Snapshot, SortBy, Task,
+    RecordId, ScopedRead, Snapshot, SortBy, Task,
 };
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
 
+use super::auth::Caller;
 use super::changes::event_json;
 use super::errors::{ApiError, ApiResult, PathArgs, QueryArgs, blocking};
 use super::records::Resource;
@@ -60,12 +61,13 @@ pub(super) struct ListParams {
 /// `POST /segments/query`, `{"kind", "query", "count", "items", "next_cursor"}`.
 pub(super) async fn list<R: Resource>(
     State(db): State<Database>,
+    caller: Caller,
     QueryArgs(params): QueryArgs<ListParams>,
 ) -> ApiResult {
     blocking(&db, move |db| {
         let query = Query::parse(&params.query)?;
         let sort = sort_of(params.sort.as_deref(), params.descending);
-        db.read(|r| {
+        db.read_as(&caller.0, |r| {
             page_json(
                 r,
                 R::KIND,
@@ -115,12 +117,13 @@ fn concerns(change: &Change, kind: EntityKind, id: u32) -> bool {
 /// the log's start. An unknown record is a 404; a deleted one still has its events.
 pub(super) async fn record_changes<R: Resource>(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs(id): PathArgs<u32>,
     QueryArgs(params): QueryArgs<ChangesParams>,
 ) -> ApiResult {
     let limit = params.limit.unwrap_or(DEFAULT_EVENTS).clamp(1, 1_000);
     blocking(&db, move |db| {
-        db.read(|r| {
+        db.read_as(&caller.0, |r| {
             let _: R = r.get(R::Id::from_row(id))?;
             let last = r.sequence()?;
             let floor = r.oldest_change()?.saturating_sub(1);
@@ -180,6 +183,7 @@ pub(super) struct ExportParams {
 /// value (tags) is one cell joined by `;`; an object is its JSON.
 pub(super) async fn export(
     State(db): State<Database>,
+    caller: Caller,
     QueryArgs(params): QueryArgs<ExportParams>,
 ) -> ApiResult<Response> {
     let kind = parse_kind(&params.kind)?;
@@ -189,7 +193,7 @@ pub(super) async fn export(
     // The snapshot is taken and the fields checked before the response starts, so
     // that a bad field is a 422 and not a cut-off body.
     let (snapshot, fields) = blocking(&db, move |db| {
-        let snapshot = db.begin_read()?;
+        let snapshot = ScopedRead::new(db.begin_read()?, caller.0)?;
         let fields = export_fields(&snapshot, kind, fields.as_deref())?;
         Ok((snapshot, fields))
     })
@@ -225,7 +229,7 @@ pub(super) async fn export(
 
 /// The columns of an export, checked against the kind's JSON shape and schema.
 fn export_fields(
-    r: &ReadTransaction,
+    r: &ScopedRead,
     kind: EntityKind,
     asked: Option<&str>,
 ) -> crmdb::Result<Vec<String>> {
@@ -283,7 +287,7 @@ fn empty_json(kind: EntityKind) -> JsonValue {
 
 /// One export in progress.
 struct Export<'a> {
-    snapshot: &'a ReadTransaction,
+    snapshot: &'a ScopedRead,
     query: &'a Query,
     sort: &'a SortBy,
     fields: &'a [String],

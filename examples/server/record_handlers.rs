@@ -5,10 +5,11 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use crmdb::{Database, RecordId, Snapshot, StagedId, WriteTransaction};
+use crmdb::{Database, RecordId, ScopedWrite, Snapshot, StagedId};
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
 
+use super::auth::Caller;
 use super::errors::{ApiResult, Body, PathArgs, blocking};
 use super::records::{Resource, stage_change_json};
 
@@ -21,11 +22,13 @@ fn record_json<R: Resource>(snapshot: &impl Snapshot, id: R::Id) -> crmdb::Resul
 /// record as read back in that transaction, so the response shows what was committed.
 async fn change_record<R: Resource>(
     db: &Database,
+    caller: Caller,
     row: u32,
-    change: impl FnOnce(&mut WriteTransaction, R::Id) -> crmdb::Result<()> + Send + 'static,
+    change: impl FnOnce(&mut ScopedWrite<'_>, R::Id) -> crmdb::Result<()> + Send + 'static,
 ) -> ApiResult {
     blocking(db, move |db| {
         db.write_grouped(|tx| {
+            let tx = &mut tx.scoped(&caller.0)?;
             let id = R::Id::from_row(row);
             change(tx, id)?;
             record_json::<R>(tx, id)
@@ -37,10 +40,12 @@ async fn change_record<R: Resource>(
 
 pub(super) async fn create<R: Resource>(
     State(db): State<Database>,
+    caller: Caller,
     Body(input): Body<R::Input>,
 ) -> ApiResult<(StatusCode, Json<JsonValue>)> {
     let json = blocking(&db, move |db| {
         db.write_grouped(|tx| {
+            let tx = &mut tx.scoped(&caller.0)?;
             let record = R::from_input(input, &tx.schema(R::KIND)?)?;
             let id = tx.insert(record)?;
             record_json::<R>(tx, id)
@@ -52,10 +57,11 @@ pub(super) async fn create<R: Resource>(
 
 pub(super) async fn read<R: Resource>(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs(id): PathArgs<u32>,
 ) -> ApiResult {
     blocking(&db, move |db| {
-        db.read(|r| record_json::<R>(r, R::Id::from_row(id)))
+        db.read_as(&caller.0, |r| record_json::<R>(r, R::Id::from_row(id)))
     })
     .await
     .map(Json)
@@ -64,10 +70,11 @@ pub(super) async fn read<R: Resource>(
 /// Replaces the caller's fields of a live record (engine-maintained ones are kept).
 pub(super) async fn replace<R: Resource>(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs(id): PathArgs<u32>,
     Body(input): Body<R::Input>,
 ) -> ApiResult {
-    change_record::<R>(&db, id, move |tx, id| {
+    change_record::<R>(&db, caller, id, move |tx, id| {
         let stored: R = tx.get(id)?;
         let mut record = R::from_input(input, &tx.schema(R::KIND)?)?;
         record.keep_on_replace(&stored);
@@ -78,16 +85,18 @@ pub(super) async fn replace<R: Resource>(
 
 pub(super) async fn soft_delete<R: Resource>(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs(id): PathArgs<u32>,
 ) -> ApiResult {
-    change_record::<R>(&db, id, move |tx, id| tx.soft_delete(id)).await
+    change_record::<R>(&db, caller, id, move |tx, id| tx.soft_delete(id)).await
 }
 
 pub(super) async fn restore<R: Resource>(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs(id): PathArgs<u32>,
 ) -> ApiResult {
-    change_record::<R>(&db, id, move |tx, id| tx.restore(id)).await
+    change_record::<R>(&db, caller, id, move |tx, id| tx.restore(id)).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,17 +107,19 @@ pub(super) struct TagRequest {
 
 pub(super) async fn add_tag<R: Resource>(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs(id): PathArgs<u32>,
     Body(request): Body<TagRequest>,
 ) -> ApiResult {
-    change_record::<R>(&db, id, move |tx, id| tx.add_tag(id, &request.tag)).await
+    change_record::<R>(&db, caller, id, move |tx, id| tx.add_tag(id, &request.tag)).await
 }
 
 pub(super) async fn remove_tag<R: Resource>(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs((id, tag)): PathArgs<(u32, String)>,
 ) -> ApiResult {
-    change_record::<R>(&db, id, move |tx, id| tx.remove_tag(id, &tag)).await
+    change_record::<R>(&db, caller, id, move |tx, id| tx.remove_tag(id, &tag)).await
 }
 
 /// How a stage move goes through the lifecycle machine.
@@ -139,13 +150,14 @@ pub(super) struct StageRequest {
 
 pub(super) async fn move_stage<R: Resource>(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs(id): PathArgs<u32>,
     Body(request): Body<StageRequest>,
 ) -> ApiResult
 where
     R::Id: Into<StagedId>,
 {
-    change_record::<R>(&db, id, move |tx, id| {
+    change_record::<R>(&db, caller, id, move |tx, id| {
         if let Some(actor) = request.actor {
             tx.set_actor(actor);
         }
@@ -162,13 +174,14 @@ where
 
 pub(super) async fn history<R: Resource>(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs(id): PathArgs<u32>,
 ) -> ApiResult
 where
     R::Id: Into<StagedId>,
 {
     blocking(&db, move |db| {
-        db.read(|r| {
+        db.read_as(&caller.0, |r| {
             let id = R::Id::from_row(id);
             // Unknown records are a 404, not an empty history.
             let _: R = r.get(id)?;

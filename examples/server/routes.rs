@@ -17,6 +17,7 @@ use super::analytics_handlers::{
     funnel, owner_ranking, product_sales, read_assignment, refresh_rfm, requalify, rfm_state,
     save_assignment,
 };
+use super::auth::{Caller, Tokens, authenticate};
 use super::changes::{FeedLimits, STREAM_PATH, feed_head, poll_changes, stream_routes};
 use super::console;
 use super::errors::{ApiResult, blocking, method_not_allowed, middleware_error, no_route};
@@ -38,8 +39,14 @@ pub fn app(db: Database) -> Router {
     app_with(db, &ServerConfig::default())
 }
 
-/// The whole API with the given limits.
+/// The whole API with the given limits, open to every local caller.
 pub fn app_with(db: Database, config: &ServerConfig) -> Router {
+    app_secured(db, config, None)
+}
+
+/// The whole API with the given limits; with `tokens`, every request needs one of them
+/// and acts as its principal (see [`super::auth`]).
+pub fn app_secured(db: Database, config: &ServerConfig, tokens: Option<Arc<Tokens>>) -> Router {
     let requests = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests));
     let feed = FeedLimits::new(config, Arc::clone(&requests));
     routes()
@@ -63,6 +70,8 @@ pub fn app_with(db: Database, config: &ServerConfig) -> Router {
         // After the layers, so that they do not wrap it: the stream applies the same
         // limits itself, for as long as it lasts.
         .merge(stream_routes(feed))
+        // Last, so that it wraps everything, the stream and the fallbacks included.
+        .layer(axum::middleware::from_fn_with_state(tokens, authenticate))
         .with_state(db)
 }
 
@@ -199,7 +208,8 @@ async fn health() -> Json<JsonValue> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn stats(State(db): State<Database>) -> ApiResult {
+async fn stats(State(db): State<Database>, caller: Caller) -> ApiResult {
+    caller.must_see_everything()?;
     let stats = blocking(&db, |db| db.stats()).await?;
     let mut records = serde_json::Map::new();
     for kind in &stats.records {

@@ -7,11 +7,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use crmdb::{
     Account, Activity, Contact, Database, Deal, EntityKind, Error, FieldType, GroupBy, Order,
-    Owner, Product, Query, ReadTransaction, SavedSegment, Snapshot, SortBy, Task,
+    Owner, Product, Query, SavedSegment, ScopedRead, Snapshot, SortBy, Task,
 };
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
 
+use super::auth::Caller;
 use super::errors::{ApiError, ApiResult, Body, PathArgs, blocking};
 use super::records::Resource;
 
@@ -74,7 +75,7 @@ pub(super) fn sort_of(field: Option<&str>, descending: bool) -> SortBy {
 }
 
 pub(super) fn page_of<R: Resource>(
-    r: &ReadTransaction,
+    r: &ScopedRead,
     query: &Query,
     sort: &SortBy,
     limit: usize,
@@ -93,7 +94,7 @@ pub(super) fn page_of<R: Resource>(
 }
 
 fn page_any(
-    r: &ReadTransaction,
+    r: &ScopedRead,
     kind: EntityKind,
     query: &Query,
     sort: &SortBy,
@@ -116,7 +117,7 @@ fn page_any(
 /// the answer of `POST /segments/query` and `GET /{kind}`; `limit` 0 asks for the
 /// count alone.
 pub(super) fn page_json(
-    r: &ReadTransaction,
+    r: &ScopedRead,
     kind: EntityKind,
     query: &Query,
     sort: &SortBy,
@@ -141,7 +142,7 @@ pub(super) fn page_json(
 }
 
 /// Whether a field holds money, so that its sums are shown as decimals.
-fn is_money_field(r: &ReadTransaction, kind: EntityKind, field: &str) -> crmdb::Result<bool> {
+fn is_money_field(r: &ScopedRead, kind: EntityKind, field: &str) -> crmdb::Result<bool> {
     if let Some(custom) = field.strip_prefix("custom.") {
         let schema = r.schema(kind)?;
         return Ok(schema
@@ -165,6 +166,7 @@ fn sum_json(sum: i128, money: bool) -> JsonValue {
 
 pub(super) async fn query_segment(
     State(db): State<Database>,
+    caller: Caller,
     Body(request): Body<SegmentQueryRequest>,
 ) -> ApiResult {
     let kind = parse_kind(&request.kind)?;
@@ -178,7 +180,7 @@ pub(super) async fn query_segment(
         let query = Query::parse(&request.query)?;
         let sort = sort_of(request.sort.as_deref(), request.descending);
         // One snapshot: the page and the groups agree with each other.
-        db.read(|r| {
+        db.read_as(&caller.0, |r| {
             let mut out = page_json(
                 r,
                 kind,
@@ -226,11 +228,7 @@ pub(super) struct SaveSegmentRequest {
     ids: Option<Vec<u32>>,
 }
 
-fn segment_json(
-    r: &ReadTransaction,
-    name: &str,
-    segment: &SavedSegment,
-) -> crmdb::Result<JsonValue> {
+fn segment_json(r: &ScopedRead, name: &str, segment: &SavedSegment) -> crmdb::Result<JsonValue> {
     let count = r.count(segment.kind(), &Query::segment(name))?;
     Ok(match segment {
         SavedSegment::Dynamic { kind, query } => json!({
@@ -252,9 +250,11 @@ fn segment_json(
 
 pub(super) async fn save_segment(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs(name): PathArgs<String>,
     Body(request): Body<SaveSegmentRequest>,
 ) -> ApiResult {
+    caller.must_see_everything()?;
     let kind = parse_kind(&request.kind)?;
     blocking(&db, move |db| {
         let segment = match (request.query, request.ids) {
@@ -274,7 +274,7 @@ pub(super) async fn save_segment(
             }
         };
         db.write_grouped(|tx| tx.save_segment(&name, segment.clone()))?;
-        db.read(|r| segment_json(r, &name, &segment))
+        db.read_as(&caller.0, |r| segment_json(r, &name, &segment))
     })
     .await
     .map(Json)
@@ -282,10 +282,11 @@ pub(super) async fn save_segment(
 
 pub(super) async fn read_segment(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs(name): PathArgs<String>,
 ) -> ApiResult {
     blocking(&db, move |db| {
-        db.read(|r| {
+        db.read_as(&caller.0, |r| {
             let segment = r.segment(&name)?;
             segment_json(r, &name, &segment)
         })
@@ -294,9 +295,9 @@ pub(super) async fn read_segment(
     .map(Json)
 }
 
-pub(super) async fn list_segments(State(db): State<Database>) -> ApiResult {
+pub(super) async fn list_segments(State(db): State<Database>, caller: Caller) -> ApiResult {
     blocking(&db, move |db| {
-        db.read(|r| {
+        db.read_as(&caller.0, |r| {
             let watched = r.watched()?;
             let mut out = Vec::new();
             for name in r.segments()? {
@@ -328,8 +329,10 @@ pub(super) async fn list_segments(State(db): State<Database>) -> ApiResult {
 
 pub(super) async fn delete_segment(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs(name): PathArgs<String>,
 ) -> ApiResult<StatusCode> {
+    caller.must_see_everything()?;
     let existed = blocking(&db, move |db| {
         db.write_grouped(|tx| tx.delete_segment(&name))
             .map(|existed| existed.then_some(()).ok_or(Error::UnknownSegment(name)))
@@ -343,8 +346,10 @@ pub(super) async fn delete_segment(
 /// leaves the segment; its current members are announced as entered.
 pub(super) async fn watch_segment(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs(name): PathArgs<String>,
 ) -> ApiResult {
+    caller.must_see_everything()?;
     blocking(&db, move |db| {
         let members = db.write_grouped(|tx| tx.watch(&name))?;
         Ok(json!({ "segment": name, "watched": true, "members": members }))
@@ -356,8 +361,10 @@ pub(super) async fn watch_segment(
 /// `DELETE /segments/{name}/watch`; a segment that is not watched is a 404.
 pub(super) async fn unwatch_segment(
     State(db): State<Database>,
+    caller: Caller,
     PathArgs(name): PathArgs<String>,
 ) -> ApiResult {
+    caller.must_see_everything()?;
     let segment = name.clone();
     let was_watched = blocking(&db, move |db| db.write_grouped(|tx| tx.unwatch(&segment))).await?;
     if !was_watched {

@@ -8,6 +8,7 @@
 mod server;
 
 mod analytics;
+mod auth;
 mod bad_input;
 mod browser;
 mod cdp;
