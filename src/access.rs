@@ -47,6 +47,8 @@ pub struct Principal {
     owner: Option<OwnerId>,
     team: Option<String>,
     reach: Reach,
+    /// Whether the principal reads personal fields; without, they are redacted.
+    personal: bool,
 }
 
 impl Principal {
@@ -56,6 +58,7 @@ impl Principal {
             owner: Some(owner),
             team: None,
             reach: Reach::Own,
+            personal: true,
         }
     }
 
@@ -66,6 +69,7 @@ impl Principal {
             owner: Some(owner),
             team: None,
             reach: Reach::Reports,
+            personal: true,
         }
     }
 
@@ -75,6 +79,7 @@ impl Principal {
             owner: None,
             team: Some(team.into()),
             reach: Reach::Team,
+            personal: true,
         }
     }
 
@@ -84,7 +89,25 @@ impl Principal {
             owner: None,
             team: None,
             reach: Reach::Everything,
+            personal: true,
         }
+    }
+
+    /// The same principal, reading contacts' personal fields redacted (a marketing
+    /// analyst): the name is [`REDACTED`], the email and phone are absent, custom
+    /// fields marked personal ([`WriteTransaction::set_personal`]) are left out, and
+    /// neither queries nor lookups by them find anything (a redacted value cannot be
+    /// matched either).
+    ///
+    /// [`WriteTransaction::set_personal`]: crate::WriteTransaction::set_personal
+    pub fn without_personal(mut self) -> Principal {
+        self.personal = false;
+        self
+    }
+
+    /// Whether the principal reads personal fields.
+    pub fn sees_personal(&self) -> bool {
+        self.personal
     }
 
     /// How far the principal sees.
@@ -114,6 +137,9 @@ impl Principal {
         }
     }
 }
+
+/// What a redacted contact's name reads (see [`Principal::without_personal`]).
+pub const REDACTED: &str = "[redacted]";
 
 /// Whom a record is shared with.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

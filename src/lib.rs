@@ -153,7 +153,7 @@ pub mod identity;
 
 pub use roaring::RoaringBitmap;
 
-pub use crate::access::{Grantee, Principal, Reach};
+pub use crate::access::{Grantee, Principal, REDACTED, Reach};
 pub use crate::bulk::{BulkLoad, BulkReport, Rejection};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::config::{Assignment, AssignmentRule};

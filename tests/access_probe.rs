@@ -462,3 +462,96 @@ fn creations_stay_in_sight_and_reassignments_leave_it() {
         f.db.write_as(&Principal::everyone(), |tx| tx.insert(Order::default()));
     assert!(order.is_ok(), "{order:?}");
 }
+
+/// A principal without personal fields reads contacts with them redacted, cannot find
+/// them by those fields, sees them redacted in the change feed, and its writes keep
+/// the stored values it cannot read.
+#[test]
+fn a_principal_without_personal_fields_reads_them_redacted() {
+    use crmdb::{FieldDef, FieldType, REDACTED, Value};
+    let db = Database::in_memory().expect("database");
+    let id = db
+        .write(|tx| -> crmdb::Result<ContactId> {
+            tx.define_field(
+                EntityKind::Contact,
+                FieldDef::new("salary", FieldType::Integer),
+            )?;
+            tx.define_field(
+                EntityKind::Contact,
+                FieldDef::new("shoe", FieldType::Integer),
+            )?;
+            tx.set_personal(EntityKind::Contact, "salary", true)?;
+            tx.insert(Contact {
+                name: "Wang Fang".into(),
+                email: Some("wang.fang@mail.example".into()),
+                phone: Some("+86 139 0000 0000".into()),
+                tags: ["vip".to_owned()].into(),
+                custom: [
+                    ("salary".to_owned(), Value::Integer(9_000)),
+                    ("shoe".to_owned(), Value::Integer(38)),
+                ]
+                .into(),
+                ..Contact::default()
+            })
+        })
+        .expect("setup");
+    let analyst = Principal::everyone().without_personal();
+    let query = |text: &str| Query::parse(text).expect("query");
+    db.read_as(&analyst, |r| {
+        let contact = r.get(id)?;
+        assert_eq!(contact.name, REDACTED);
+        assert_eq!((contact.email, contact.phone), (None, None));
+        assert!(!contact.custom.contains_key("salary"));
+        assert_eq!(contact.custom.get("shoe"), Some(&Value::Integer(38)));
+        assert_eq!(r.records::<Contact>()?[0].1.name, REDACTED);
+        assert_eq!(r.contact_by_email("wang.fang@mail.example")?, None);
+        assert!(
+            r.ids(EntityKind::Contact, &query("custom.salary > 10"))?
+                .is_empty()
+        );
+        assert_eq!(
+            r.ids(EntityKind::Contact, &query("custom.shoe > 10"))?
+                .len(),
+            1
+        );
+        assert_eq!(r.ids(EntityKind::Contact, &query("tag:vip"))?.len(), 1);
+        for batch in r.changes(0, 100)? {
+            let text = format!("{:?}", batch.events);
+            assert!(
+                !text.contains("Wang") && !text.contains("wang.fang"),
+                "{text}"
+            );
+            assert!(!text.contains("9000"), "{text}");
+        }
+        Ok(())
+    })
+    .expect("redacted reads");
+    // Unredacted, the same queries find the contact.
+    db.read(|r| {
+        assert_eq!(
+            r.ids(EntityKind::Contact, &query("custom.salary > 10"))?
+                .len(),
+            1
+        );
+        assert_eq!(r.contact_by_email("wang.fang@mail.example")?, Some(id));
+        Ok(())
+    })
+    .expect("full reads");
+    db.write_as(&analyst, |tx| {
+        tx.modify(id, |c| {
+            assert_eq!(c.name, REDACTED, "modify hands over the redacted record");
+            c.region = Some("hangzhou".into());
+        })?;
+        let mut replaced = tx.get(id)?;
+        replaced.tags.insert("analysed".into());
+        tx.update(id, replaced)
+    })
+    .expect("redacted writes");
+    let stored = db.read(|r| r.get(id)).expect("stored");
+    assert_eq!(stored.name, "Wang Fang");
+    assert_eq!(stored.email.as_deref(), Some("wang.fang@mail.example"));
+    assert_eq!(stored.phone.as_deref(), Some("+86 139 0000 0000"));
+    assert_eq!(stored.custom.get("salary"), Some(&Value::Integer(9_000)));
+    assert_eq!(stored.region.as_deref(), Some("hangzhou"));
+    assert!(stored.tags.contains("analysed"));
+}

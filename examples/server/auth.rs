@@ -6,11 +6,11 @@
 //!
 //! ```json
 //! [{"name": "ana", "sha256": "<64 hex digits>", "principal": {"owner": 3},
-//!   "requests_per_minute": 600}]
+//!   "requests_per_minute": 600, "personal": true}]
 //! ```
 //!
 //! A principal is `{"owner": N}`, `{"manager": N}`, `{"team": "north"}` or
-//! `"everyone"`. `server --hash-token SECRET` prints a token's digest. A request
+//! `"everyone"`; `"personal": false` has it read contacts' personal fields redacted. `server --hash-token SECRET` prints a token's digest. A request
 //! without `Authorization: Bearer …`, or with a token no entry has, is a 401; one over
 //! its token's budget is a 429 with `retry-after`. The presented token's digest is
 //! compared with every entry's, each comparison in constant time. Without a token file
@@ -64,6 +64,9 @@ struct Entry {
     principal: PrincipalSpec,
     #[serde(default)]
     requests_per_minute: Option<u32>,
+    /// `false`: contacts' personal fields are read redacted.
+    #[serde(default)]
+    personal: Option<bool>,
 }
 
 /// One token: its digest, principal and request budget.
@@ -184,7 +187,10 @@ impl Tokens {
             tokens.push(Token {
                 name: entry.name,
                 digest,
-                principal: entry.principal.principal(),
+                principal: match entry.personal {
+                    Some(false) => entry.principal.principal().without_personal(),
+                    _ => entry.principal.principal(),
+                },
                 bucket: Mutex::new(Bucket::new(per_minute)),
             });
         }

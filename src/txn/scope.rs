@@ -15,7 +15,7 @@
 //! [`Snapshot`]: crate::Snapshot
 //! [`Error::NotFound`]: crate::Error::NotFound
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -23,15 +23,16 @@ use roaring::RoaringBitmap;
 
 use super::ReadTransaction;
 use crate::Snapshot;
-use crate::access::{Principal, Visibility};
+use crate::access::{Principal, REDACTED, Visibility};
 use crate::config::Config;
 use crate::db::Database;
 use crate::error::Result;
 use crate::feed::{Batch, Change};
 use crate::index::Bsi;
 use crate::lifecycle::StageChange;
-use crate::schema::{EntityKind, RecordId, Timestamp};
-use crate::storage::source::Source;
+use crate::schema::{AnyRecord, Contact, EntityKind, Record, RecordId, Timestamp};
+use crate::storage::source::{Source, decode_record};
+use crate::{codec, index};
 
 /// A transaction as one principal sees it; every [`Snapshot`] method works on it. A
 /// [`ScopedRead`] wraps a read transaction, a [`ScopedWrite`] a write transaction.
@@ -42,10 +43,103 @@ pub struct Scoped<T> {
     pub(super) inner: T,
     pub(super) principal: Principal,
     pub(super) visibility: Visibility,
+    /// What is redacted, for a principal that does not read personal fields.
+    redaction: Option<Redaction>,
     /// Bitmaps already intersected with the visible rows, by key.
     seen: Mutex<HashMap<String, Arc<RoaringBitmap>>>,
     /// Numeric indexes already narrowed to the visible rows, by base key.
     seen_bsi: Mutex<HashMap<String, Arc<Bsi>>>,
+}
+
+/// The personal fields of contacts a principal does not read: redacted in rows and
+/// change events, and their indexes and natural keys out of reach.
+#[derive(Debug)]
+struct Redaction {
+    /// The custom fields of contacts marked personal.
+    custom: BTreeSet<String>,
+    /// The index keys of those fields (`contact/custom.x=`, `contact/custom.x#`).
+    prefixes: Vec<String>,
+}
+
+impl Redaction {
+    fn of(config: &Config) -> Redaction {
+        let custom = config
+            .personal
+            .get(&EntityKind::Contact)
+            .cloned()
+            .unwrap_or_default();
+        let prefixes = custom
+            .iter()
+            .flat_map(|name| {
+                let field = format!("custom.{name}");
+                [
+                    index::cat_prefix(EntityKind::Contact, &field),
+                    index::bsi_base(EntityKind::Contact, &field),
+                ]
+            })
+            .collect();
+        Redaction { custom, prefixes }
+    }
+
+    fn contact(&self, contact: &mut Contact) {
+        contact.name = REDACTED.into();
+        contact.email = None;
+        contact.phone = None;
+        contact.custom.retain(|name, _| !self.custom.contains(name));
+    }
+
+    fn record(&self, record: &mut AnyRecord) {
+        if let AnyRecord::Contact(contact) = record {
+            self.contact(contact);
+        }
+    }
+
+    fn bytes(&self, row: u32, bytes: &[u8]) -> Result<Vec<u8>> {
+        let mut contact: Contact = decode_record(row, bytes)?;
+        self.contact(&mut contact);
+        Ok(codec::encode(&contact))
+    }
+
+    /// Gives `new`, a contact written by a principal that reads it redacted, the
+    /// personal fields of `old`, the stored version: what it cannot read, it does not
+    /// overwrite.
+    fn keep<R: Record>(&self, row: u32, new: &mut R, old: &R) -> Result<()> {
+        if R::KIND != EntityKind::Contact {
+            return Ok(());
+        }
+        let mut contact: Contact = decode_record(row, &codec::encode(&*new))?;
+        let stored: Contact = decode_record(row, &codec::encode(old))?;
+        contact.name = stored.name;
+        contact.email = stored.email;
+        contact.phone = stored.phone;
+        contact.custom.retain(|name, _| !self.custom.contains(name));
+        for (name, value) in stored.custom {
+            if self.custom.contains(&name) {
+                contact.custom.insert(name, value);
+            }
+        }
+        *new = decode_record(row, &codec::encode(&contact))?;
+        Ok(())
+    }
+
+    fn hides(&self, key: &str) -> bool {
+        self.prefixes
+            .iter()
+            .any(|prefix| key.starts_with(prefix.as_str()))
+    }
+
+    fn change(&self, change: &mut Change) {
+        match change {
+            Change::Inserted { record, .. }
+            | Change::Deleted { record, .. }
+            | Change::Restored { record, .. } => self.record(record),
+            Change::Updated { before, after, .. } => {
+                self.record(before);
+                self.record(after);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A read transaction as one principal sees it.
@@ -72,15 +166,26 @@ impl ScopedRead {
 impl<T: Source> Scoped<T> {
     /// `inner` as `principal` sees it.
     pub(super) fn over(inner: T, principal: Principal) -> Result<Scoped<T>> {
-        let reports = inner.config()?.reports_to.clone();
-        let visibility = Visibility::of(&inner, &principal, &reports)?;
+        let config = inner.config()?;
+        let visibility = Visibility::of(&inner, &principal, &config.reports_to)?;
+        let redaction = (!principal.sees_personal()).then(|| Redaction::of(&config));
         Ok(Scoped {
             inner,
             principal,
             visibility,
+            redaction,
             seen: Mutex::new(HashMap::new()),
             seen_bsi: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Gives `new` the personal fields of `old` when the principal reads them redacted
+    /// (see [`Principal::without_personal`]).
+    pub(super) fn keep_personal<R: Record>(&self, row: u32, new: &mut R, old: &R) -> Result<()> {
+        match &self.redaction {
+            Some(redaction) => redaction.keep(row, new, old),
+            None => Ok(()),
+        }
     }
 
     /// Forgets the intersections kept so far: the bitmaps under them changed.
@@ -177,7 +282,13 @@ impl<T: Source> Source for Scoped<T> {
         if !self.visibility.sees(kind, row) {
             return Ok(None);
         }
-        self.inner.row_bytes(kind, row)
+        let bytes = self.inner.row_bytes(kind, row)?;
+        match (&self.redaction, bytes) {
+            (Some(redaction), Some(bytes)) if kind == EntityKind::Contact => {
+                Ok(Some(redaction.bytes(row, &bytes)?))
+            }
+            (_, bytes) => Ok(bytes),
+        }
     }
 
     fn record<I: RecordId>(&self, id: I) -> Result<Option<I::Record>> {
@@ -185,21 +296,37 @@ impl<T: Source> Source for Scoped<T> {
         if !self.visibility.sees(I::Record::KIND, id.row()) {
             return Ok(None);
         }
+        if self.redaction.is_some() && I::Record::KIND == EntityKind::Contact {
+            return match self.row_bytes(I::Record::KIND, id.row())? {
+                Some(bytes) => Ok(Some(decode_record(id.row(), &bytes)?)),
+                None => Ok(None),
+            };
+        }
         self.inner.record(id)
     }
 
     fn rows_in(&self, kind: EntityKind) -> Result<Vec<(u32, Vec<u8>)>> {
         let rows = self.inner.rows_in(kind)?;
-        Ok(match self.visibility.rows(kind) {
+        let rows: Vec<(u32, Vec<u8>)> = match self.visibility.rows(kind) {
             Some(seen) => rows
                 .into_iter()
                 .filter(|(row, _)| seen.contains(*row))
                 .collect(),
             None => rows,
-        })
+        };
+        match &self.redaction {
+            Some(redaction) if kind == EntityKind::Contact => rows
+                .into_iter()
+                .map(|(row, bytes)| Ok((row, redaction.bytes(row, &bytes)?)))
+                .collect(),
+            _ => Ok(rows),
+        }
     }
 
     fn bitmap(&self, key: &str) -> Result<Arc<RoaringBitmap>> {
+        if self.redaction.as_ref().is_some_and(|r| r.hides(key)) {
+            return Ok(Arc::new(RoaringBitmap::new()));
+        }
         let Some(rows) = Self::key_kind(key).and_then(|kind| self.visibility.rows(kind)) else {
             return self.inner.bitmap(key);
         };
@@ -214,6 +341,9 @@ impl<T: Source> Source for Scoped<T> {
     /// Numeric indexes are narrowed like bitmaps: a range is not always intersected
     /// with the live set (`lifetime_value > 5 OR tag:vip`).
     fn bsi(&self, base: &str) -> Result<Arc<Bsi>> {
+        if self.redaction.as_ref().is_some_and(|r| r.hides(base)) {
+            return Ok(Arc::new(Bsi::default()));
+        }
         let Some(rows) = Self::key_kind(base).and_then(|kind| self.visibility.rows(kind)) else {
             return self.inner.bsi(base);
         };
@@ -228,7 +358,11 @@ impl<T: Source> Source for Scoped<T> {
     }
 
     fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
-        self.inner.keys_with_prefix(prefix)
+        let mut keys = self.inner.keys_with_prefix(prefix)?;
+        if let Some(redaction) = &self.redaction {
+            keys.retain(|key| !redaction.hides(key));
+        }
+        Ok(keys)
     }
 
     fn meta_bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
@@ -237,6 +371,9 @@ impl<T: Source> Source for Scoped<T> {
 
     /// A unique key held by a record out of sight is free, as far as reading goes.
     fn unique_row(&self, field: &str, value: &str) -> Result<Option<u32>> {
+        if self.redaction.is_some() && field == "contact.email" {
+            return Ok(None);
+        }
         let row = self.inner.unique_row(field, value)?;
         let kind = field.split('.').next().and_then(EntityKind::from_name);
         Ok(row.filter(|row| kind.is_none_or(|kind| self.visibility.sees(kind, *row))))
@@ -268,6 +405,9 @@ impl<T: Source> Source for Scoped<T> {
                 .into_iter()
                 .filter_map(|mut event| {
                     event.change = self.event_seen(&event.change)?;
+                    if let Some(redaction) = &self.redaction {
+                        redaction.change(&mut event.change);
+                    }
                     Some(event)
                 })
                 .collect();

@@ -166,28 +166,31 @@ impl Scoped<&mut WriteTransaction> {
         Ok(id)
     }
 
-    /// Replaces a record in sight (see [`WriteTransaction::update`]).
+    /// Replaces a record in sight (see [`WriteTransaction::update`]). A principal that
+    /// does not read personal fields does not write them either: the stored ones are
+    /// kept.
     ///
     /// # Errors
     /// As [`WriteTransaction::update`], with a record out of sight [`Error::NotFound`],
     /// and as [`insert`](Self::insert) for what the new version refers to.
-    pub fn update<I: RecordId>(&mut self, id: I, record: I::Record) -> Result<()> {
+    pub fn update<I: RecordId>(&mut self, id: I, mut record: I::Record) -> Result<()> {
         let kind = I::Record::KIND;
         self.in_sight(kind, id.row())?;
         let old = self.inner.get(id)?;
+        self.keep_personal(id.row(), &mut record, &old)?;
         self.check_reveals(&record, Some(&old), Some(id.row()))?;
         self.inner.update(id, record)?;
         self.written(kind, id.row())
     }
 
-    /// Reads a record in sight, lets `f` change it, and writes it back as
-    /// [`update`](Self::update) does.
+    /// Reads a record in sight (redacted, for a principal that does not read personal
+    /// fields), lets `f` change it, and writes it back as [`update`](Self::update)
+    /// does.
     ///
     /// # Errors
     /// As [`update`](Self::update).
     pub fn modify<I: RecordId>(&mut self, id: I, f: impl FnOnce(&mut I::Record)) -> Result<()> {
-        self.in_sight(I::Record::KIND, id.row())?;
-        let mut record = self.inner.get(id)?;
+        let mut record = self.get(id)?;
         f(&mut record);
         self.update(id, record)
     }

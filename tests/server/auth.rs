@@ -17,6 +17,7 @@ use super::support::{demo_db, send};
 const REP: &str = "rep-secret";
 const ADMIN: &str = "admin-secret";
 const TINY: &str = "tiny-secret";
+const ANALYST: &str = "analyst-secret";
 /// An id no record of any kind has.
 const NOWHERE: u32 = 987_654;
 
@@ -26,6 +27,8 @@ fn tokens() -> Arc<Tokens> {
         {"name": "admin", "sha256": hash_token(ADMIN), "principal": "everyone"},
         {"name": "tiny", "sha256": hash_token(TINY), "principal": {"team": "east"},
          "requests_per_minute": 2},
+        {"name": "analyst", "sha256": hash_token(ANALYST), "principal": "everyone",
+         "personal": false},
     ]);
     Arc::new(Tokens::parse(&file.to_string()).expect("token file parses"))
 }
@@ -327,4 +330,12 @@ async fn lists_and_queries_show_only_what_the_token_sees() {
     )
     .await;
     assert!(all["count"].as_u64() > Some(mine.len()), "{all}");
+    // The analyst sees every contact, each without its personal fields.
+    let (_, page) = ask(&app, Some(ANALYST), Method::GET, "/contacts?limit=5", None).await;
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items.len(), 5, "{page}");
+    for item in items {
+        assert_eq!(item["name"], json!(crmdb::REDACTED), "{item}");
+        assert_eq!(item["email"], Value::Null, "{item}");
+    }
 }
