@@ -37,6 +37,9 @@ struct Binder<'s, S: ?Sized> {
     /// Segments being bound, to refuse cycles.
     stack: Vec<String>,
     today: i64,
+    /// Whether to read the wide bitmaps of a narrowing source (see
+    /// `Source::narrowing`); the caller narrows the result.
+    wide: bool,
 }
 
 fn qerr(offset: usize, kind: QueryErrorKind) -> Error {
@@ -117,7 +120,7 @@ impl<S: Source + ?Sized> Binder<'_, S> {
                 // Saved ids may since have been deleted or purged: unlike index bitmaps
                 // they are not kept in step with the records, so keep the live ones.
                 let mut rows: RoaringBitmap = rows.into_iter().collect();
-                rows &= &*self.snap.bitmap(&index::live_key(self.kind))?;
+                rows &= &*self.load(&index::live_key(self.kind))?;
                 Ok(Plan::Bitmap(Arc::new(rows)))
             }
             SavedSegment::Dynamic { query, .. } => {
@@ -129,8 +132,26 @@ impl<S: Source + ?Sized> Binder<'_, S> {
         }
     }
 
+    /// A bitmap the plan reads: wide when the result is narrowed at the end.
+    fn load(&self, key: &str) -> Result<Arc<RoaringBitmap>> {
+        if self.wide {
+            self.snap.wide_bitmap(key)
+        } else {
+            self.snap.bitmap(key)
+        }
+    }
+
+    /// A numeric index the plan reads, as [`load`](Self::load).
+    fn load_bsi(&self, base: &str) -> Result<Arc<Bsi>> {
+        if self.wide {
+            self.snap.wide_bsi(base)
+        } else {
+            self.snap.bsi(base)
+        }
+    }
+
     fn cat(&self, field: &str, value: &str) -> Result<Arc<RoaringBitmap>> {
-        self.snap.bitmap(&index::cat_key(self.kind, field, value))
+        self.load(&index::cat_key(self.kind, field, value))
     }
 
     fn cat_values(
@@ -239,7 +260,7 @@ impl<S: Source + ?Sized> Binder<'_, S> {
             return Err(qerr(offset, QueryErrorKind::UnknownField(name.to_owned())));
         };
         if kind.is_numeric() {
-            let bsi = self.snap.bsi(&index::bsi_base(self.kind, &field))?;
+            let bsi = self.load_bsi(&index::bsi_base(self.kind, &field))?;
             let num = |lit: &Literal| self.number(name, kind, lit, offset);
             return Ok(match predicate {
                 Predicate::Cmp(op, lit) => {
@@ -325,7 +346,7 @@ impl<S: Source + ?Sized> Binder<'_, S> {
         let field = consent_field(channel);
         let bitmap = |status: ConsentStatus| -> Result<Plan> {
             let key = index::cat_key(EntityKind::Contact, &field, status.as_str());
-            Ok(Plan::Bitmap(self.snap.bitmap(&key)?))
+            Ok(Plan::Bitmap(self.load(&key)?))
         };
         let state = |literal: &Literal| -> Result<Plan> {
             let status = match literal {
@@ -366,7 +387,7 @@ impl<S: Source + ?Sized> Binder<'_, S> {
             .snap
             .keys_with_prefix(&index::cat_prefix(self.kind, field))?
         {
-            union |= &*self.snap.bitmap(&key)?;
+            union |= &*self.load(&key)?;
         }
         Ok(Plan::Bitmap(Arc::new(union)))
     }
@@ -489,6 +510,7 @@ fn binder<'s, S: Source + ?Sized>(snap: &'s S, kind: EntityKind) -> Result<Binde
         config: snap.config()?,
         stack: Vec::new(),
         today: snap.clock_now().day(),
+        wide: false,
     })
 }
 
@@ -498,17 +520,25 @@ pub(crate) fn evaluate<S: Source + ?Sized>(
     kind: EntityKind,
     query: &Query,
 ) -> Result<RoaringBitmap> {
-    let plan = binder(snap, kind)?.bind(query, 0)?;
-    let live = snap.bitmap(&index::live_key(kind))?;
-    let all_indexed_live = snap.bitmap(&index::deleted_key(kind))?.is_empty();
-    Ok(run(
+    // A narrowing source (a scoped transaction): evaluated wide, narrowed once.
+    let narrowing = snap.narrowing(kind);
+    let mut binder = binder(snap, kind)?;
+    binder.wide = narrowing.is_some();
+    let plan = binder.bind(query, 0)?;
+    let live = binder.load(&index::live_key(kind))?;
+    let all_indexed_live = binder.load(&index::deleted_key(kind))?.is_empty();
+    let mut rows = run(
         &plan,
         None,
         &Live {
             rows: &live,
             all_indexed_live,
         },
-    ))
+    );
+    if let Some(seen) = narrowing {
+        rows &= seen;
+    }
+    Ok(rows)
 }
 
 /// `query` with the dynamic segments it names (for `kind`) replaced by their queries,

@@ -221,7 +221,8 @@ fn numeric_page<S: Source + ?Sized>(
     cursor: Option<Cursor>,
 ) -> Result<(Vec<u32>, Option<String>)> {
     use crate::index::bsi::Cmp;
-    let bsi = snap.bsi(&index::bsi_base(kind, field))?;
+    // `matches` is narrowed already: the wide index is as good and not narrowed again.
+    let bsi = snap.wide_bsi(&index::bsi_base(kind, field))?;
     let valued = matches & &bsi.exists;
     let missing = matches - &bsi.exists;
     let (valued, missing) = match cursor {
@@ -281,7 +282,7 @@ fn cat_page<S: Source + ?Sized>(
     };
     for key in &keys {
         let value = &key[prefix.len()..];
-        let in_group = matches & &*snap.bitmap(key)?;
+        let in_group = matches & &*snap.wide_bitmap(key)?;
         valued |= &in_group;
         if missing_after.is_some() {
             continue;
@@ -349,14 +350,14 @@ pub(crate) fn group_by<S: Source + ?Sized>(
                     "cannot sum non-numeric field {name:?}"
                 )));
             }
-            Some(snap.bsi(&index::bsi_base(kind, &sum_field))?)
+            Some(snap.wide_bsi(&index::bsi_base(kind, &sum_field))?)
         }
     };
     let matches = super::eval::evaluate(snap, kind, query)?;
     let prefix = index::cat_prefix(kind, &field);
     let mut groups = Vec::new();
     for key in snap.keys_with_prefix(&prefix)? {
-        let in_group = &matches & &*snap.bitmap(&key)?;
+        let in_group = &matches & &*snap.wide_bitmap(&key)?;
         if in_group.is_empty() {
             continue;
         }

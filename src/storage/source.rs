@@ -61,6 +61,26 @@ pub(crate) mod sealed {
         fn live_rows(&self, kind: EntityKind) -> Result<Arc<RoaringBitmap>> {
             self.bitmap(&index::live_key(kind))
         }
+
+        /// The rows of `kind` every read of this source is narrowed to, if it narrows
+        /// them (a scoped transaction). A query over one kind is then evaluated on the
+        /// wide bitmaps ([`wide_bitmap`](Self::wide_bitmap)) and narrowed once:
+        /// narrowing distributes over AND, OR and NOT-within-the-live-rows, so the
+        /// answer is the same as evaluating on narrowed bitmaps, at the cost of one
+        /// intersection instead of one per input.
+        fn narrowing(&self, _kind: EntityKind) -> Option<&RoaringBitmap> {
+            None
+        }
+
+        /// A bitmap before narrowing; only for results narrowed afterwards.
+        fn wide_bitmap(&self, key: &str) -> Result<Arc<RoaringBitmap>> {
+            self.bitmap(key)
+        }
+
+        /// A numeric index before narrowing; only for results narrowed afterwards.
+        fn wide_bsi(&self, base: &str) -> Result<Arc<Bsi>> {
+            self.bsi(base)
+        }
     }
 }
 
@@ -131,6 +151,15 @@ impl<S: Source + ?Sized> Source for &mut S {
     }
     fn live_rows(&self, kind: EntityKind) -> Result<Arc<RoaringBitmap>> {
         (**self).live_rows(kind)
+    }
+    fn narrowing(&self, kind: EntityKind) -> Option<&RoaringBitmap> {
+        (**self).narrowing(kind)
+    }
+    fn wide_bitmap(&self, key: &str) -> Result<Arc<RoaringBitmap>> {
+        (**self).wide_bitmap(key)
+    }
+    fn wide_bsi(&self, base: &str) -> Result<Arc<Bsi>> {
+        (**self).wide_bsi(base)
     }
 }
 

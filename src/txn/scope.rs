@@ -357,6 +357,25 @@ impl<T: Source> Source for Scoped<T> {
         Ok(seen)
     }
 
+    fn narrowing(&self, kind: EntityKind) -> Option<&RoaringBitmap> {
+        self.visibility.rows(kind)
+    }
+
+    /// Personal fields stay out of reach when redacted, wide or not.
+    fn wide_bitmap(&self, key: &str) -> Result<Arc<RoaringBitmap>> {
+        if self.redaction.as_ref().is_some_and(|r| r.hides(key)) {
+            return Ok(Arc::new(RoaringBitmap::new()));
+        }
+        self.inner.bitmap(key)
+    }
+
+    fn wide_bsi(&self, base: &str) -> Result<Arc<Bsi>> {
+        if self.redaction.as_ref().is_some_and(|r| r.hides(base)) {
+            return Ok(Arc::new(Bsi::default()));
+        }
+        self.inner.bsi(base)
+    }
+
     fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
         let mut keys = self.inner.keys_with_prefix(prefix)?;
         if let Some(redaction) = &self.redaction {
