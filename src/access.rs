@@ -20,6 +20,7 @@
 //! [`WriteTransaction::share`]: crate::WriteTransaction::share
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 use roaring::RoaringBitmap;
 
@@ -176,10 +177,12 @@ pub(crate) fn share_key(kind: EntityKind, grantee: &Grantee) -> String {
     }
 }
 
-/// The rows of each kind a principal sees. A kind without an entry is seen whole.
-#[derive(Debug, Clone, Default)]
+/// The rows of each kind a principal sees. A kind without an entry is seen whole. Each
+/// kind's rows are worked out on first use, so that a read of contacts does not pay
+/// for activities.
+#[derive(Debug, Default)]
 pub(crate) struct Visibility {
-    rows: BTreeMap<EntityKind, RoaringBitmap>,
+    rows: BTreeMap<EntityKind, OnceLock<RoaringBitmap>>,
     /// The owners whose records (and shares) the principal sees.
     owners: BTreeSet<u32>,
     /// The teams whose shares the principal sees.
@@ -225,20 +228,11 @@ impl Visibility {
             let record: Option<Owner> = snap.record(OwnerId::new(*owner))?;
             teams.extend(record.and_then(|owner| owner.team));
         }
-        let mut rows = BTreeMap::new();
-        for (kind, field) in OWNED {
-            let mut seen = RoaringBitmap::new();
-            for owner in &owners {
-                let id = owner.to_string();
-                seen |= &*snap.bitmap(&index::cat_key(kind, field, &id))?;
-                seen |= &*snap.bitmap(&index::cat_key(kind, SHARE_OWNER, &id))?;
-            }
-            for team in &teams {
-                seen |= &*snap.bitmap(&index::cat_key(kind, SHARE_TEAM, team))?;
-            }
-            rows.insert(kind, seen);
-        }
-        rows.insert(EntityKind::Order, RoaringBitmap::new());
+        let mut rows: BTreeMap<EntityKind, OnceLock<RoaringBitmap>> = OWNED
+            .iter()
+            .map(|(kind, _)| (*kind, OnceLock::new()))
+            .collect();
+        rows.insert(EntityKind::Order, OnceLock::from(RoaringBitmap::new()));
         Ok(Visibility {
             rows,
             owners,
@@ -246,9 +240,52 @@ impl Visibility {
         })
     }
 
+    /// Whether rows of `kind` are narrowed at all (without working them out).
+    pub(crate) fn narrows(&self, kind: EntityKind) -> bool {
+        self.rows.contains_key(&kind)
+    }
+
+    /// The rows of `kind` the principal sees in `snap`, or `None` when it sees them all.
+    pub(crate) fn rows<S: Source + ?Sized>(
+        &self,
+        snap: &S,
+        kind: EntityKind,
+    ) -> Result<Option<&RoaringBitmap>> {
+        let Some(cell) = self.rows.get(&kind) else {
+            return Ok(None);
+        };
+        if let Some(rows) = cell.get() {
+            return Ok(Some(rows));
+        }
+        let Some(field) = owner_field(kind) else {
+            return Ok(Some(cell.get_or_init(RoaringBitmap::new)));
+        };
+        let mut seen = RoaringBitmap::new();
+        for owner in &self.owners {
+            let id = owner.to_string();
+            seen |= &*snap.bitmap(&index::cat_key(kind, field, &id))?;
+            seen |= &*snap.bitmap(&index::cat_key(kind, SHARE_OWNER, &id))?;
+        }
+        for team in &self.teams {
+            seen |= &*snap.bitmap(&index::cat_key(kind, SHARE_TEAM, team))?;
+        }
+        Ok(Some(cell.get_or_init(|| seen)))
+    }
+
+    /// Whether the principal sees row `row` of `kind` in `snap`.
+    pub(crate) fn sees<S: Source + ?Sized>(
+        &self,
+        snap: &S,
+        kind: EntityKind,
+        row: u32,
+    ) -> Result<bool> {
+        Ok(self.rows(snap, kind)?.is_none_or(|rows| rows.contains(row)))
+    }
+
     /// Works out again whether row `row` of `kind` is seen, from its owner and share
     /// bitmaps in `snap` (a write transaction after writing the row), and keeps the
-    /// answer. Rows of kinds seen whole, or never, are left as they are.
+    /// answer where the kind's rows were worked out already (otherwise they will be,
+    /// from the same bitmaps). Rows of kinds seen whole, or never, are left as they are.
     pub(crate) fn recheck<S: Source + ?Sized>(
         &mut self,
         snap: &S,
@@ -256,7 +293,7 @@ impl Visibility {
         row: u32,
     ) -> Result<bool> {
         let Some(field) = owner_field(kind) else {
-            return Ok(self.sees(kind, row));
+            return self.sees(snap, kind, row);
         };
         if !self.rows.contains_key(&kind) {
             return Ok(true);
@@ -290,24 +327,15 @@ impl Visibility {
         Ok(seen)
     }
 
-    /// Marks row `row` of `kind` seen or not (a kind seen whole stays so).
+    /// Marks row `row` of `kind` seen or not, where the kind's rows were worked out (a
+    /// kind seen whole stays so).
     pub(crate) fn set(&mut self, kind: EntityKind, row: u32, seen: bool) {
-        if let Some(rows) = self.rows.get_mut(&kind) {
+        if let Some(rows) = self.rows.get_mut(&kind).and_then(OnceLock::get_mut) {
             if seen {
                 rows.insert(row);
             } else {
                 rows.remove(row);
             }
         }
-    }
-
-    /// The rows of `kind` the principal sees, or `None` when it sees them all.
-    pub(crate) fn rows(&self, kind: EntityKind) -> Option<&RoaringBitmap> {
-        self.rows.get(&kind)
-    }
-
-    /// Whether the principal sees row `row` of `kind`.
-    pub(crate) fn sees(&self, kind: EntityKind, row: u32) -> bool {
-        self.rows(kind).is_none_or(|rows| rows.contains(row))
     }
 }

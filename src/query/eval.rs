@@ -521,7 +521,7 @@ pub(crate) fn evaluate<S: Source + ?Sized>(
     query: &Query,
 ) -> Result<RoaringBitmap> {
     // A narrowing source (a scoped transaction): evaluated wide, narrowed once.
-    let narrowing = snap.narrowing(kind);
+    let narrowing = snap.narrowing(kind)?;
     let mut binder = binder(snap, kind)?;
     binder.wide = narrowing.is_some();
     let plan = binder.bind(query, 0)?;

@@ -68,8 +68,8 @@ pub(crate) mod sealed {
         /// narrowing distributes over AND, OR and NOT-within-the-live-rows, so the
         /// answer is the same as evaluating on narrowed bitmaps, at the cost of one
         /// intersection instead of one per input.
-        fn narrowing(&self, _kind: EntityKind) -> Option<&RoaringBitmap> {
-            None
+        fn narrowing(&self, _kind: EntityKind) -> Result<Option<&RoaringBitmap>> {
+            Ok(None)
         }
 
         /// A bitmap before narrowing; only for results narrowed afterwards.
@@ -152,7 +152,7 @@ impl<S: Source + ?Sized> Source for &mut S {
     fn live_rows(&self, kind: EntityKind) -> Result<Arc<RoaringBitmap>> {
         (**self).live_rows(kind)
     }
-    fn narrowing(&self, kind: EntityKind) -> Option<&RoaringBitmap> {
+    fn narrowing(&self, kind: EntityKind) -> Result<Option<&RoaringBitmap>> {
         (**self).narrowing(kind)
     }
     fn wide_bitmap(&self, key: &str) -> Result<Arc<RoaringBitmap>> {

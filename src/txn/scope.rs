@@ -204,7 +204,7 @@ impl<T: Source> Scoped<T> {
     /// # Errors
     /// A storage failure.
     pub fn visible(&self, kind: EntityKind) -> Result<RoaringBitmap> {
-        match self.visibility.rows(kind) {
+        match self.rows(kind)? {
             Some(rows) => Ok(rows.clone()),
             None => {
                 let mut all = (*self.inner.live_rows(kind)?).clone();
@@ -214,22 +214,35 @@ impl<T: Source> Scoped<T> {
         }
     }
 
-    /// The kind a bitmap key belongs to (`{kind}/…`).
-    fn key_kind(key: &str) -> Option<EntityKind> {
-        EntityKind::from_name(key.split('/').next()?)
+    /// The rows of `kind` seen, worked out on first use; `None` when all are.
+    fn rows(&self, kind: EntityKind) -> Result<Option<&RoaringBitmap>> {
+        self.visibility.rows(&self.inner, kind)
+    }
+
+    /// Whether row `row` of `kind` is seen.
+    pub(super) fn sees(&self, kind: EntityKind, row: u32) -> Result<bool> {
+        self.visibility.sees(&self.inner, kind, row)
+    }
+
+    /// The rows seen of the kind a bitmap key belongs to (`{kind}/…`), if narrowed.
+    fn key_rows(&self, key: &str) -> Result<Option<&RoaringBitmap>> {
+        match key.split('/').next().and_then(EntityKind::from_name) {
+            Some(kind) => self.rows(kind),
+            None => Ok(None),
+        }
     }
 
     /// A change event as the principal sees it: whole, narrowed to the visible ids of
     /// a segment's comings and goings, or not at all.
-    fn event_seen(&self, change: &Change) -> Option<Change> {
-        match change {
+    fn event_seen(&self, change: &Change) -> Result<Option<Change>> {
+        Ok(match change {
             Change::Entered { segment, kind, ids } | Change::Left { segment, kind, ids } => {
-                let rows = match self.visibility.rows(*kind) {
+                let rows = match self.rows(*kind)? {
                     Some(rows) => ids & rows,
                     None => ids.clone(),
                 };
                 if rows.is_empty() {
-                    return None;
+                    return Ok(None);
                 }
                 let (segment, kind) = (segment.clone(), *kind);
                 Some(match change {
@@ -246,40 +259,40 @@ impl<T: Source> Scoped<T> {
                 })
             }
             Change::Merged { kind, other, .. } | Change::Unmerged { kind, other, .. } => {
-                let survivor = change.target().map(|(_, row)| row);
-                (survivor.is_some_and(|row| self.visibility.sees(*kind, row))
-                    && self.visibility.sees(*kind, *other))
-                .then(|| change.clone())
+                let survivor = match change.target() {
+                    Some((_, row)) => self.sees(*kind, row)?,
+                    None => false,
+                };
+                (survivor && self.sees(*kind, *other)?).then(|| change.clone())
             }
             _ => match change.target() {
-                Some((kind, row)) if !self.visibility.sees(kind, row) => None,
+                Some((kind, row)) if !self.sees(kind, row)? => None,
                 _ => Some(change.clone()),
             },
-        }
+        })
     }
 
     /// Whether an identity-table entry is about records the principal sees: consent
     /// ledgers by their contact; merges and erasures only for a principal that sees
     /// every contact, since they name several.
-    fn identity_seen(&self, key: &str) -> bool {
-        let contacts = self.visibility.rows(EntityKind::Contact);
-        let Some(contacts) = contacts else {
-            return true;
+    fn identity_seen(&self, key: &str) -> Result<bool> {
+        let Some(contacts) = self.rows(EntityKind::Contact)? else {
+            return Ok(true);
         };
-        match key.strip_prefix(crate::storage::identity::CONSENT) {
+        Ok(match key.strip_prefix(crate::storage::identity::CONSENT) {
             Some(rest) => rest
                 .split('/')
                 .next()
                 .and_then(|row| row.parse::<u32>().ok())
                 .is_some_and(|row| contacts.contains(row)),
             None => false,
-        }
+        })
     }
 }
 
 impl<T: Source> Source for Scoped<T> {
     fn row_bytes(&self, kind: EntityKind, row: u32) -> Result<Option<Vec<u8>>> {
-        if !self.visibility.sees(kind, row) {
+        if !self.sees(kind, row)? {
             return Ok(None);
         }
         let bytes = self.inner.row_bytes(kind, row)?;
@@ -293,7 +306,7 @@ impl<T: Source> Source for Scoped<T> {
 
     fn record<I: RecordId>(&self, id: I) -> Result<Option<I::Record>> {
         use crate::schema::Record as _;
-        if !self.visibility.sees(I::Record::KIND, id.row()) {
+        if !self.sees(I::Record::KIND, id.row())? {
             return Ok(None);
         }
         if self.redaction.is_some() && I::Record::KIND == EntityKind::Contact {
@@ -307,7 +320,7 @@ impl<T: Source> Source for Scoped<T> {
 
     fn rows_in(&self, kind: EntityKind) -> Result<Vec<(u32, Vec<u8>)>> {
         let rows = self.inner.rows_in(kind)?;
-        let rows: Vec<(u32, Vec<u8>)> = match self.visibility.rows(kind) {
+        let rows: Vec<(u32, Vec<u8>)> = match self.rows(kind)? {
             Some(seen) => rows
                 .into_iter()
                 .filter(|(row, _)| seen.contains(*row))
@@ -327,7 +340,7 @@ impl<T: Source> Source for Scoped<T> {
         if self.redaction.as_ref().is_some_and(|r| r.hides(key)) {
             return Ok(Arc::new(RoaringBitmap::new()));
         }
-        let Some(rows) = Self::key_kind(key).and_then(|kind| self.visibility.rows(kind)) else {
+        let Some(rows) = self.key_rows(key)? else {
             return self.inner.bitmap(key);
         };
         if let Some(seen) = self.seen.lock().get(key) {
@@ -344,7 +357,7 @@ impl<T: Source> Source for Scoped<T> {
         if self.redaction.as_ref().is_some_and(|r| r.hides(base)) {
             return Ok(Arc::new(Bsi::default()));
         }
-        let Some(rows) = Self::key_kind(base).and_then(|kind| self.visibility.rows(kind)) else {
+        let Some(rows) = self.key_rows(base)? else {
             return self.inner.bsi(base);
         };
         if let Some(seen) = self.seen_bsi.lock().get(base) {
@@ -357,8 +370,8 @@ impl<T: Source> Source for Scoped<T> {
         Ok(seen)
     }
 
-    fn narrowing(&self, kind: EntityKind) -> Option<&RoaringBitmap> {
-        self.visibility.rows(kind)
+    fn narrowing(&self, kind: EntityKind) -> Result<Option<&RoaringBitmap>> {
+        self.rows(kind)
     }
 
     /// Personal fields stay out of reach when redacted, wide or not.
@@ -395,11 +408,14 @@ impl<T: Source> Source for Scoped<T> {
         }
         let row = self.inner.unique_row(field, value)?;
         let kind = field.split('.').next().and_then(EntityKind::from_name);
-        Ok(row.filter(|row| kind.is_none_or(|kind| self.visibility.sees(kind, *row))))
+        match (row, kind) {
+            (Some(row), Some(kind)) if !self.sees(kind, row)? => Ok(None),
+            (row, _) => Ok(row),
+        }
     }
 
     fn history_entries(&self, kind: EntityKind, row: u32) -> Result<Vec<StageChange>> {
-        if !self.visibility.sees(kind, row) {
+        if !self.sees(kind, row)? {
             return Ok(Vec::new());
         }
         self.inner.history_entries(kind, row)
@@ -420,16 +436,18 @@ impl<T: Source> Source for Scoped<T> {
     fn change_batches(&self, after: u64, limit: usize) -> Result<Vec<Batch>> {
         let mut batches = self.inner.change_batches(after, limit)?;
         for batch in &mut batches {
-            batch.events = std::mem::take(&mut batch.events)
-                .into_iter()
-                .filter_map(|mut event| {
-                    event.change = self.event_seen(&event.change)?;
-                    if let Some(redaction) = &self.redaction {
-                        redaction.change(&mut event.change);
-                    }
-                    Some(event)
-                })
-                .collect();
+            let mut kept = Vec::with_capacity(batch.events.len());
+            for mut event in std::mem::take(&mut batch.events) {
+                let Some(change) = self.event_seen(&event.change)? else {
+                    continue;
+                };
+                event.change = change;
+                if let Some(redaction) = &self.redaction {
+                    redaction.change(&mut event.change);
+                }
+                kept.push(event);
+            }
+            batch.events = kept;
         }
         Ok(batches)
     }
@@ -455,19 +473,20 @@ impl<T: Source> Source for Scoped<T> {
     }
 
     fn identity_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        if !self.identity_seen(key) {
+        if !self.identity_seen(key)? {
             return Ok(None);
         }
         self.inner.identity_bytes(key)
     }
 
     fn identity_entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        Ok(self
-            .inner
-            .identity_entries(prefix)?
-            .into_iter()
-            .filter(|(key, _)| self.identity_seen(key))
-            .collect())
+        let mut kept = Vec::new();
+        for (key, bytes) in self.inner.identity_entries(prefix)? {
+            if self.identity_seen(&key)? {
+                kept.push((key, bytes));
+            }
+        }
+        Ok(kept)
     }
 }
 

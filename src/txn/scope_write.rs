@@ -75,7 +75,7 @@ impl WriteTransaction {
 impl Scoped<&mut WriteTransaction> {
     /// Refuses a record out of sight as one that does not exist.
     fn in_sight(&self, kind: EntityKind, row: u32) -> Result<()> {
-        if self.visibility.sees(kind, row) {
+        if self.sees(kind, row)? {
             Ok(())
         } else {
             Err(Error::NotFound { kind, id: row })
@@ -92,9 +92,7 @@ impl Scoped<&mut WriteTransaction> {
     ) -> Result<()> {
         let before = old.map(RecordInternal::references).unwrap_or_default();
         for (target_kind, target_id) in record.references() {
-            if !before.contains(&(target_kind, target_id))
-                && !self.visibility.sees(target_kind, target_id)
-            {
+            if !before.contains(&(target_kind, target_id)) && !self.sees(target_kind, target_id)? {
                 return Err(Error::BrokenRelation {
                     kind: R::KIND,
                     target_kind,
@@ -105,7 +103,7 @@ impl Scoped<&mut WriteTransaction> {
         for (field, value) in record.unique_keys() {
             if let Some(holder) = self.inner.unique_row(field, &value)?
                 && Some(holder) != row
-                && !self.visibility.sees(R::KIND, holder)
+                && !self.sees(R::KIND, holder)?
             {
                 return Err(Error::Taken {
                     kind: R::KIND,
@@ -146,7 +144,7 @@ impl Scoped<&mut WriteTransaction> {
     /// it sees everything).
     pub fn insert<R: Record>(&mut self, record: R) -> Result<R::Id> {
         let kind = R::KIND;
-        if self.visibility.rows(kind).is_some() && access::owner_field(kind).is_none() {
+        if self.visibility.narrows(kind) && access::owner_field(kind).is_none() {
             return Err(Error::InvalidArgument(format!(
                 "{kind} records are written by a principal that sees every record"
             )));
@@ -155,7 +153,7 @@ impl Scoped<&mut WriteTransaction> {
         let id = self.inner.insert(record)?;
         let row = id.row();
         self.written(kind, row)?;
-        if !self.visibility.sees(kind, row)
+        if !self.sees(kind, row)?
             && let Some(grantee) = self.principal.grantee()
         {
             self.inner
@@ -206,7 +204,7 @@ impl Scoped<&mut WriteTransaction> {
             None => return self.inner.upsert_contact_by_email(contact),
         };
         match holder {
-            Some(id) if self.visibility.sees(EntityKind::Contact, id.row()) => {
+            Some(id) if self.sees(EntityKind::Contact, id.row())? => {
                 self.update(id, contact)?;
                 Ok((id, Upserted::Updated))
             }
