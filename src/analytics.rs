@@ -457,15 +457,36 @@ pub struct RfmState {
     pub top20_revenue_share: f64,
 }
 
-/// The last RFM refresh, if any.
+/// The last RFM refresh, if any. A scoped snapshot (see `Database::read_as`) gets the
+/// refresh's figures for the customers it sees: those the refresh tiered (`tier:top20`
+/// or `tier:rest`), their `top20` share and the revenue share it holds, worked out
+/// from the tier bitmaps and `total_spent` as the scope narrows them.
 ///
 /// # Errors
 /// A storage failure.
 pub fn rfm_state<S: Snapshot + ?Sized>(snap: &S) -> Result<Option<RfmState>> {
-    match snap.meta_bytes(meta::RFM)? {
-        Some(bytes) => Ok(Some(codec::decode("meta", &meta::RFM, &bytes)?)),
-        None => Ok(None),
+    let stored: RfmState = match snap.meta_bytes(meta::RFM)? {
+        Some(bytes) => codec::decode("meta", &meta::RFM, &bytes)?,
+        None => return Ok(None),
+    };
+    let kind = EntityKind::Contact;
+    if snap.narrowing(kind)?.is_none() {
+        return Ok(Some(stored));
     }
+    let top20 = snap.bitmap(&index::cat_key(kind, "tier", "top20"))?;
+    let customers = &*top20 | &*snap.bitmap(&index::cat_key(kind, "tier", "rest"))?;
+    let spent = snap.bsi(&index::bsi_base(kind, "total_spent"))?;
+    let (total, top) = (spent.sum(&customers), spent.sum(&top20));
+    Ok(Some(RfmState {
+        refreshed_at: stored.refreshed_at,
+        customers: customers.len(),
+        top20: top20.len(),
+        top20_revenue_share: if total > 0 {
+            top as f64 / total as f64
+        } else {
+            0.0
+        },
+    }))
 }
 
 /// Splits `filter ∩ exists` into `bands` groups of (nearly) equal size, best first:

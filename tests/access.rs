@@ -410,6 +410,41 @@ fn analytics_see_only_what_is_visible() {
             assert_eq!((other.won_count, other.closed_count), (0, 0), "{other:?}");
         }
     }
+    // RFM: the refresh's figures for the customers in sight only.
+    let all = db
+        .write(|tx| tx.refresh_rfm(Timestamp(1_767_225_600)))
+        .expect("refresh");
+    for owner in [0, 3] {
+        let principal = Principal::owner(OwnerId::new(owner));
+        let scoped = db
+            .read_as(&principal, crmdb::analytics::rfm_state)
+            .expect("scoped rfm")
+            .expect("refreshed");
+        let tiered = db
+            .read(|r| {
+                r.ids(
+                    EntityKind::Contact,
+                    &Query::parse(&format!("(tier:top20 OR tier:rest) AND owner = {owner}"))?,
+                )
+            })
+            .expect("their customers");
+        let top = db
+            .read(|r| {
+                r.count(
+                    EntityKind::Contact,
+                    &Query::parse(&format!("tier:top20 AND owner = {owner}"))?,
+                )
+            })
+            .expect("their top customers");
+        assert_eq!(scoped.customers, tiered.len(), "owner {owner}");
+        assert_eq!(scoped.top20, top, "owner {owner}");
+        assert!(scoped.customers < all.customers, "owner {owner}");
+        assert_eq!(scoped.refreshed_at, all.refreshed_at);
+    }
+    let everyone = db
+        .read_as(&Principal::everyone(), crmdb::analytics::rfm_state)
+        .expect("rfm");
+    assert_eq!(everyone, Some(all));
 }
 
 /// A write by a principal: what it asks for, whether or not the record is in sight.

@@ -520,14 +520,38 @@ pub(crate) fn evaluate<S: Source + ?Sized>(
     kind: EntityKind,
     query: &Query,
 ) -> Result<RoaringBitmap> {
-    // A narrowing source (a scoped transaction): evaluated wide, narrowed once.
+    let (mut rows, narrowing) = evaluate_wide(snap, kind, query)?;
+    if let Some(seen) = narrowing {
+        rows &= seen;
+    }
+    Ok(rows)
+}
+
+/// How many live records of a kind match a query: [`evaluate`]'s length, without
+/// building the narrowed set.
+pub(crate) fn count<S: Source + ?Sized>(snap: &S, kind: EntityKind, query: &Query) -> Result<u64> {
+    let (rows, narrowing) = evaluate_wide(snap, kind, query)?;
+    Ok(match narrowing {
+        Some(seen) => rows.intersection_len(seen),
+        None => rows.len(),
+    })
+}
+
+/// The rows matching `query`, and the rows to narrow them to: a narrowing source (a
+/// scoped transaction) is evaluated on its wide bitmaps and narrowed once by the
+/// caller.
+fn evaluate_wide<'s, S: Source + ?Sized>(
+    snap: &'s S,
+    kind: EntityKind,
+    query: &Query,
+) -> Result<(RoaringBitmap, Option<&'s RoaringBitmap>)> {
     let narrowing = snap.narrowing(kind)?;
     let mut binder = binder(snap, kind)?;
     binder.wide = narrowing.is_some();
     let plan = binder.bind(query, 0)?;
     let live = binder.load(&index::live_key(kind))?;
     let all_indexed_live = binder.load(&index::deleted_key(kind))?.is_empty();
-    let mut rows = run(
+    let rows = run(
         &plan,
         None,
         &Live {
@@ -535,10 +559,7 @@ pub(crate) fn evaluate<S: Source + ?Sized>(
             all_indexed_live,
         },
     );
-    if let Some(seen) = narrowing {
-        rows &= seen;
-    }
-    Ok(rows)
+    Ok((rows, narrowing))
 }
 
 /// `query` with the dynamic segments it names (for `kind`) replaced by their queries,

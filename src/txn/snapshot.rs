@@ -192,7 +192,7 @@ pub trait Snapshot: Source {
     /// # Errors
     /// As [`Snapshot::ids`].
     fn count(&self, kind: EntityKind, query: &Query) -> Result<u64> {
-        Ok(self.ids(kind, query)?.len())
+        query::eval::count(self, kind, query)
     }
 
     /// One page of matching records sorted by `sort`. Pass the returned cursor to get the
