@@ -1,11 +1,11 @@
 //! Scoped segment queries against unscoped ones on the demo data set, in the same run:
 //!
 //! - **unscoped**: `count` on a reused read transaction (warm bitmap cache);
-//! - **scoped, warm**: `count` on a reused scoped read, whose intersections with the
-//!   visible rows are kept after the first query;
-//! - **scoped, fresh**: `read_as` and one `count`, every time: the visible rows worked
-//!   out from the owner and share bitmaps, then each bitmap the query reads intersected
-//!   once.
+//! - **scoped, warm**: `count` on a reused scoped read: the query evaluated on the full
+//!   indexes, then the length of its intersection with the visible rows (worked out
+//!   on the first query and kept);
+//! - **scoped, fresh**: `read_as` and one `count`, every time: the visible contacts
+//!   worked out from the owner and share bitmaps, then the same.
 //!
 //! Principals: a sales rep (owner 3), a manager (owner 0, with owners 1–9 reporting to
 //! them), and a team. Counts are checked against the unscoped ids narrowed to the visible
