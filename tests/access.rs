@@ -633,3 +633,98 @@ fn check_visible(db: &Database, principal: &Principal, seen: &BTreeSet<u32>, tot
     })
     .expect("scoped reads after scoped writes");
 }
+
+/// The demo data set the analytics property test reads, with reporting lines (1–4 report
+/// to 0, 6 and 7 to 5) and some deals shared with a team or an owner.
+fn analytics_db() -> &'static Database {
+    static DB: std::sync::OnceLock<Database> = std::sync::OnceLock::new();
+    DB.get_or_init(|| {
+        let db = Database::in_memory().expect("database");
+        crmdb::demo::Generator::new(3_000)
+            .load(&db, |_| {})
+            .expect("demo data");
+        db.write(|tx| -> crmdb::Result<()> {
+            for (report, manager) in [(1, 0), (2, 0), (3, 1), (4, 1), (6, 5), (7, 5)] {
+                tx.set_manager(OwnerId::new(report), Some(OwnerId::new(manager)))?;
+            }
+            let teams: Vec<String> = tx
+                .records::<Owner>()?
+                .into_iter()
+                .filter_map(|(_, o)| o.team)
+                .collect();
+            for row in (0..300).step_by(7) {
+                let deal = crmdb::DealId::new(row);
+                tx.share(
+                    deal,
+                    &Grantee::Team(teams[row as usize % teams.len()].clone()),
+                )?;
+                tx.share(deal, &Grantee::Owner(OwnerId::new(row % 11)))?;
+            }
+            Ok(())
+        })
+        .expect("lines and shares");
+        db
+    })
+}
+
+fn demo_principal() -> impl Strategy<Value = Principal> {
+    prop_oneof![
+        (0..12u32).prop_map(|o| Principal::owner(OwnerId::new(o))),
+        (0..8u32).prop_map(|o| Principal::manager(OwnerId::new(o))),
+        (0..5usize).prop_map(|t| Principal::team(format!("team_{t}"))),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases().min(24), ..ProptestConfig::default() })]
+
+    /// For random principals on the demo data, a scoped funnel (deals, stage counts, wins,
+    /// losses, cycle times) equals the unscoped funnel of the visible deals, and a scoped
+    /// group-by with a sum equals the unscoped one over the visible contacts.
+    #[test]
+    fn scoped_analytics_are_the_unscoped_ones_of_what_is_visible(
+        principal in demo_principal(),
+        window in 0..3usize,
+    ) {
+        use crmdb::analytics::{FunnelRequest, funnel};
+        use crmdb::{SavedSegment, Timestamp};
+        let db = analytics_db();
+        let windows = [(0, 4_102_444_800), (1_704_067_200, 1_735_689_600), (1_735_689_600, 1_767_225_600)];
+        let (from, to) = (Timestamp(windows[window].0), Timestamp(windows[window].1));
+        let deals = db.read_as(&principal, |r| r.visible(EntityKind::Deal)).expect("visible");
+        db.write(|tx| tx.save_segment("visible_deals", SavedSegment::Static {
+            kind: EntityKind::Deal,
+            rows: deals.iter().collect(),
+        }))
+        .expect("segment");
+        let request = |segment: Option<Query>| FunnelRequest {
+            pipeline: "default".into(),
+            from,
+            to,
+            segment,
+        };
+        let scoped = db.read_as(&principal, |r| funnel(r, &request(None))).expect("scoped funnel");
+        let expected = db
+            .read(|r| funnel(r, &request(Some(Query::segment("visible_deals")))))
+            .expect("funnel of the visible deals");
+        prop_assert_eq!(&scoped, &expected, "{:?}", principal);
+
+        let contacts = db.read_as(&principal, |r| r.visible(EntityKind::Contact)).expect("visible");
+        let by_stage = GroupBy::new("stage").sum("lifetime_value");
+        let all = Query::parse("tag:vip OR lifetime_value > 100").expect("query");
+        let scoped = db
+            .read_as(&principal, |r| r.group_by(EntityKind::Contact, &all, &by_stage))
+            .expect("scoped groups");
+        db.write(|tx| tx.save_segment("visible_contacts", SavedSegment::Static {
+            kind: EntityKind::Contact,
+            rows: contacts.iter().collect(),
+        }))
+        .expect("segment");
+        let narrowed = Query::parse("(tag:vip OR lifetime_value > 100) AND segment:visible_contacts")
+            .expect("query");
+        let expected = db
+            .read(|r| r.group_by(EntityKind::Contact, &narrowed, &by_stage))
+            .expect("groups of the visible contacts");
+        prop_assert_eq!(scoped, expected, "{:?}", principal);
+    }
+}
