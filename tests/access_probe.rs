@@ -555,3 +555,26 @@ fn a_principal_without_personal_fields_reads_them_redacted() {
     assert_eq!(stored.region.as_deref(), Some("hangzhou"));
     assert!(stored.tags.contains("analysed"));
 }
+
+/// A record of the rep's merged into one out of their sight is only deleted to them:
+/// the error names neither the survivor nor the merge.
+#[test]
+fn a_merge_into_a_record_out_of_sight_is_not_named() {
+    let f = fixture();
+    f.db.write(|tx| tx.merge(f.hidden, f.mine, &MergePolicy::survivor_wins()))
+        .expect("merge");
+    let as_rep = f.db.write_as(&rep(), |tx| tx.add_tag(f.mine, "x"));
+    match as_rep {
+        Err(e @ Error::Deleted { .. }) => {
+            let message = e.to_string();
+            assert!(!message.contains("merge"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let as_all =
+        f.db.write_as(&Principal::everyone(), |tx| tx.add_tag(f.mine, "x"));
+    assert!(
+        matches!(as_all, Err(Error::Merged { into, .. }) if into == f.hidden.get()),
+        "{as_all:?}"
+    );
+}

@@ -82,6 +82,17 @@ impl Scoped<&mut WriteTransaction> {
         }
     }
 
+    /// An error as the principal may read it: a merged record whose survivor is out of
+    /// sight is only deleted, since the survivor and the merge are not its to know.
+    fn hide(&self, error: Error) -> Error {
+        match error {
+            Error::Merged { kind, id, into, .. } if !self.sees(kind, into).unwrap_or(false) => {
+                Error::Deleted { kind, id }
+            }
+            other => other,
+        }
+    }
+
     /// Refuses what a write of `record` (replacing `old` at `row`) would reveal: a new
     /// relation to a record out of sight, or a natural key held by one.
     fn check_reveals<R: Record>(
@@ -150,7 +161,7 @@ impl Scoped<&mut WriteTransaction> {
             )));
         }
         self.check_reveals(&record, None, None)?;
-        let id = self.inner.insert(record)?;
+        let id = self.inner.insert(record).map_err(|e| self.hide(e))?;
         let row = id.row();
         self.written(kind, row)?;
         if !self.sees(kind, row)?
@@ -177,7 +188,7 @@ impl Scoped<&mut WriteTransaction> {
         let old = self.inner.get(id)?;
         self.keep_personal(id.row(), &mut record, &old)?;
         self.check_reveals(&record, Some(&old), Some(id.row()))?;
-        self.inner.update(id, record)?;
+        self.inner.update(id, record).map_err(|e| self.hide(e))?;
         self.written(kind, id.row())
     }
 
@@ -223,7 +234,7 @@ impl Scoped<&mut WriteTransaction> {
     /// As [`WriteTransaction::add_tag`]; a record out of sight is [`Error::NotFound`].
     pub fn add_tag<I: RecordId>(&mut self, id: I, tag: &str) -> Result<()> {
         self.in_sight(I::Record::KIND, id.row())?;
-        self.inner.add_tag(id, tag)?;
+        self.inner.add_tag(id, tag).map_err(|e| self.hide(e))?;
         self.written(I::Record::KIND, id.row())
     }
 
@@ -233,7 +244,7 @@ impl Scoped<&mut WriteTransaction> {
     /// As [`add_tag`](Self::add_tag).
     pub fn remove_tag<I: RecordId>(&mut self, id: I, tag: &str) -> Result<()> {
         self.in_sight(I::Record::KIND, id.row())?;
-        self.inner.remove_tag(id, tag)?;
+        self.inner.remove_tag(id, tag).map_err(|e| self.hide(e))?;
         self.written(I::Record::KIND, id.row())
     }
 
@@ -246,7 +257,7 @@ impl Scoped<&mut WriteTransaction> {
         let id = id.into();
         let (kind, row) = id.kind_row();
         self.in_sight(kind, row)?;
-        self.inner.move_stage(id, to)?;
+        self.inner.move_stage(id, to).map_err(|e| self.hide(e))?;
         self.written(kind, row)
     }
 
@@ -263,7 +274,9 @@ impl Scoped<&mut WriteTransaction> {
         let id = id.into();
         let (kind, row) = id.kind_row();
         self.in_sight(kind, row)?;
-        self.inner.regress(id, to, reason)?;
+        self.inner
+            .regress(id, to, reason)
+            .map_err(|e| self.hide(e))?;
         self.written(kind, row)
     }
 
@@ -280,7 +293,9 @@ impl Scoped<&mut WriteTransaction> {
         let id = id.into();
         let (kind, row) = id.kind_row();
         self.in_sight(kind, row)?;
-        self.inner.reopen(id, to, reason)?;
+        self.inner
+            .reopen(id, to, reason)
+            .map_err(|e| self.hide(e))?;
         self.written(kind, row)
     }
 
@@ -291,7 +306,7 @@ impl Scoped<&mut WriteTransaction> {
     /// [`Error::NotFound`].
     pub fn soft_delete<I: RecordId>(&mut self, id: I) -> Result<()> {
         self.in_sight(I::Record::KIND, id.row())?;
-        self.inner.soft_delete(id)?;
+        self.inner.soft_delete(id).map_err(|e| self.hide(e))?;
         self.written(I::Record::KIND, id.row())
     }
 
@@ -301,7 +316,7 @@ impl Scoped<&mut WriteTransaction> {
     /// As [`soft_delete`](Self::soft_delete).
     pub fn restore<I: RecordId>(&mut self, id: I) -> Result<()> {
         self.in_sight(I::Record::KIND, id.row())?;
-        self.inner.restore(id)?;
+        self.inner.restore(id).map_err(|e| self.hide(e))?;
         self.written(I::Record::KIND, id.row())
     }
 
@@ -311,7 +326,7 @@ impl Scoped<&mut WriteTransaction> {
     /// As [`soft_delete`](Self::soft_delete) and [`WriteTransaction::purge`].
     pub fn purge<I: RecordId>(&mut self, id: I) -> Result<()> {
         self.in_sight(I::Record::KIND, id.row())?;
-        self.inner.purge(id)?;
+        self.inner.purge(id).map_err(|e| self.hide(e))?;
         self.written(I::Record::KIND, id.row())
     }
 
@@ -323,7 +338,7 @@ impl Scoped<&mut WriteTransaction> {
     /// [`Error::NotFound`].
     pub fn requalify(&mut self, id: ContactId) -> Result<Option<OwnerId>> {
         self.in_sight(EntityKind::Contact, id.row())?;
-        let owner = self.inner.requalify(id)?;
+        let owner = self.inner.requalify(id).map_err(|e| self.hide(e))?;
         self.written(EntityKind::Contact, id.row())?;
         Ok(owner)
     }
@@ -335,7 +350,9 @@ impl Scoped<&mut WriteTransaction> {
     /// [`Error::NotFound`].
     pub fn record_consent(&mut self, contact: ContactId, consent: Consent) -> Result<()> {
         self.in_sight(EntityKind::Contact, contact.row())?;
-        self.inner.record_consent(contact, consent)?;
+        self.inner
+            .record_consent(contact, consent)
+            .map_err(|e| self.hide(e))?;
         self.written(EntityKind::Contact, contact.row())
     }
 
@@ -351,7 +368,10 @@ impl Scoped<&mut WriteTransaction> {
     ) -> Result<u64> {
         self.in_sight(EntityKind::Contact, survivor.row())?;
         self.in_sight(EntityKind::Contact, other.row())?;
-        let merge = self.inner.merge(survivor, other, policy)?;
+        let merge = self
+            .inner
+            .merge(survivor, other, policy)
+            .map_err(|e| self.hide(e))?;
         self.written(EntityKind::Contact, survivor.row())?;
         self.written(EntityKind::Contact, other.row())?;
         Ok(merge)
@@ -376,7 +396,10 @@ impl Scoped<&mut WriteTransaction> {
     /// As [`WriteTransaction::erase`]; a contact out of sight is [`Error::NotFound`].
     pub fn erase(&mut self, contact: ContactId, reason: &str) -> Result<Erasure> {
         self.in_sight(EntityKind::Contact, contact.row())?;
-        let erasure = self.inner.erase(contact, reason)?;
+        let erasure = self
+            .inner
+            .erase(contact, reason)
+            .map_err(|e| self.hide(e))?;
         self.written(EntityKind::Contact, contact.row())?;
         Ok(erasure)
     }
@@ -387,7 +410,7 @@ impl Scoped<&mut WriteTransaction> {
     /// As [`WriteTransaction::share`]; a record out of sight is [`Error::NotFound`].
     pub fn share<I: RecordId>(&mut self, id: I, grantee: &Grantee) -> Result<()> {
         self.in_sight(I::Record::KIND, id.row())?;
-        self.inner.share(id, grantee)?;
+        self.inner.share(id, grantee).map_err(|e| self.hide(e))?;
         self.written(I::Record::KIND, id.row())
     }
 
@@ -398,7 +421,7 @@ impl Scoped<&mut WriteTransaction> {
     /// As [`share`](Self::share).
     pub fn unshare<I: RecordId>(&mut self, id: I, grantee: &Grantee) -> Result<()> {
         self.in_sight(I::Record::KIND, id.row())?;
-        self.inner.unshare(id, grantee)?;
+        self.inner.unshare(id, grantee).map_err(|e| self.hide(e))?;
         self.written(I::Record::KIND, id.row())
     }
 
