@@ -481,12 +481,17 @@ pub fn rfm_state<S: Snapshot + ?Sized>(snap: &S) -> Result<Option<RfmState>> {
         refreshed_at: stored.refreshed_at,
         customers: customers.len(),
         top20: top20.len(),
-        top20_revenue_share: if total > 0 {
-            top as f64 / total as f64
-        } else {
-            0.0
-        },
+        top20_revenue_share: share(top, total),
     }))
+}
+
+/// `top / total`, 0 when there is no total.
+fn share(top: i128, total: i128) -> f64 {
+    if total > 0 {
+        top as f64 / total as f64
+    } else {
+        0.0
+    }
 }
 
 /// Splits `filter ∩ exists` into `bands` groups of (nearly) equal size, best first:
@@ -556,11 +561,7 @@ impl WriteTransaction {
             refreshed_at: now,
             customers: customers.len(),
             top20: top20.len(),
-            top20_revenue_share: if total > 0 {
-                top as f64 / total as f64
-            } else {
-                0.0
-            },
+            top20_revenue_share: share(top, total),
         };
         self.replace_derived(kind, derived, (meta::RFM, codec::encode(&state)))?;
         Ok(state)

@@ -126,6 +126,20 @@ impl Scoped<&mut WriteTransaction> {
         Ok(())
     }
 
+    /// Runs `write` on a record in sight (refused as not found otherwise), with its
+    /// errors as the principal may read them, and follows the write.
+    fn on_record<T>(
+        &mut self,
+        kind: EntityKind,
+        row: u32,
+        write: impl FnOnce(&mut WriteTransaction) -> Result<T>,
+    ) -> Result<T> {
+        self.in_sight(kind, row)?;
+        let value = write(self.inner).map_err(|e| self.hide(e))?;
+        self.written(kind, row)?;
+        Ok(value)
+    }
+
     /// After a write of row `row` of `kind`: forgets the intersections kept, and works
     /// out again whether the row is seen.
     fn written(&mut self, kind: EntityKind, row: u32) -> Result<()> {
@@ -233,9 +247,7 @@ impl Scoped<&mut WriteTransaction> {
     /// # Errors
     /// As [`WriteTransaction::add_tag`]; a record out of sight is [`Error::NotFound`].
     pub fn add_tag<I: RecordId>(&mut self, id: I, tag: &str) -> Result<()> {
-        self.in_sight(I::Record::KIND, id.row())?;
-        self.inner.add_tag(id, tag).map_err(|e| self.hide(e))?;
-        self.written(I::Record::KIND, id.row())
+        self.on_record(I::Record::KIND, id.row(), |tx| tx.add_tag(id, tag))
     }
 
     /// Removes a tag from a record in sight.
@@ -243,9 +255,7 @@ impl Scoped<&mut WriteTransaction> {
     /// # Errors
     /// As [`add_tag`](Self::add_tag).
     pub fn remove_tag<I: RecordId>(&mut self, id: I, tag: &str) -> Result<()> {
-        self.in_sight(I::Record::KIND, id.row())?;
-        self.inner.remove_tag(id, tag).map_err(|e| self.hide(e))?;
-        self.written(I::Record::KIND, id.row())
+        self.on_record(I::Record::KIND, id.row(), |tx| tx.remove_tag(id, tag))
     }
 
     /// Moves a contact or deal in sight to another stage.
@@ -256,9 +266,7 @@ impl Scoped<&mut WriteTransaction> {
     pub fn move_stage(&mut self, id: impl Into<StagedId>, to: impl Into<Stage>) -> Result<()> {
         let id = id.into();
         let (kind, row) = id.kind_row();
-        self.in_sight(kind, row)?;
-        self.inner.move_stage(id, to).map_err(|e| self.hide(e))?;
-        self.written(kind, row)
+        self.on_record(kind, row, |tx| tx.move_stage(id, to))
     }
 
     /// Moves a contact or deal in sight backward with a reason.
@@ -273,11 +281,7 @@ impl Scoped<&mut WriteTransaction> {
     ) -> Result<()> {
         let id = id.into();
         let (kind, row) = id.kind_row();
-        self.in_sight(kind, row)?;
-        self.inner
-            .regress(id, to, reason)
-            .map_err(|e| self.hide(e))?;
-        self.written(kind, row)
+        self.on_record(kind, row, |tx| tx.regress(id, to, reason))
     }
 
     /// Moves a record in sight out of a terminal stage with a reason.
@@ -292,11 +296,7 @@ impl Scoped<&mut WriteTransaction> {
     ) -> Result<()> {
         let id = id.into();
         let (kind, row) = id.kind_row();
-        self.in_sight(kind, row)?;
-        self.inner
-            .reopen(id, to, reason)
-            .map_err(|e| self.hide(e))?;
-        self.written(kind, row)
+        self.on_record(kind, row, |tx| tx.reopen(id, to, reason))
     }
 
     /// Moves a record in sight to the recycle bin.
@@ -305,9 +305,7 @@ impl Scoped<&mut WriteTransaction> {
     /// As [`WriteTransaction::soft_delete`]; a record out of sight is
     /// [`Error::NotFound`].
     pub fn soft_delete<I: RecordId>(&mut self, id: I) -> Result<()> {
-        self.in_sight(I::Record::KIND, id.row())?;
-        self.inner.soft_delete(id).map_err(|e| self.hide(e))?;
-        self.written(I::Record::KIND, id.row())
+        self.on_record(I::Record::KIND, id.row(), |tx| tx.soft_delete(id))
     }
 
     /// Brings a record in sight back from the recycle bin.
@@ -315,9 +313,7 @@ impl Scoped<&mut WriteTransaction> {
     /// # Errors
     /// As [`soft_delete`](Self::soft_delete).
     pub fn restore<I: RecordId>(&mut self, id: I) -> Result<()> {
-        self.in_sight(I::Record::KIND, id.row())?;
-        self.inner.restore(id).map_err(|e| self.hide(e))?;
-        self.written(I::Record::KIND, id.row())
+        self.on_record(I::Record::KIND, id.row(), |tx| tx.restore(id))
     }
 
     /// Removes a record in sight for good.
@@ -325,9 +321,7 @@ impl Scoped<&mut WriteTransaction> {
     /// # Errors
     /// As [`soft_delete`](Self::soft_delete) and [`WriteTransaction::purge`].
     pub fn purge<I: RecordId>(&mut self, id: I) -> Result<()> {
-        self.in_sight(I::Record::KIND, id.row())?;
-        self.inner.purge(id).map_err(|e| self.hide(e))?;
-        self.written(I::Record::KIND, id.row())
+        self.on_record(I::Record::KIND, id.row(), |tx| tx.purge(id))
     }
 
     /// Runs the assignment rules again for a lead in sight; a new owner out of the
@@ -337,10 +331,7 @@ impl Scoped<&mut WriteTransaction> {
     /// As [`WriteTransaction::requalify`]; a contact out of sight is
     /// [`Error::NotFound`].
     pub fn requalify(&mut self, id: ContactId) -> Result<Option<OwnerId>> {
-        self.in_sight(EntityKind::Contact, id.row())?;
-        let owner = self.inner.requalify(id).map_err(|e| self.hide(e))?;
-        self.written(EntityKind::Contact, id.row())?;
-        Ok(owner)
+        self.on_record(EntityKind::Contact, id.row(), |tx| tx.requalify(id))
     }
 
     /// Records a consent entry for a contact in sight.
@@ -349,11 +340,9 @@ impl Scoped<&mut WriteTransaction> {
     /// As [`WriteTransaction::record_consent`]; a contact out of sight is
     /// [`Error::NotFound`].
     pub fn record_consent(&mut self, contact: ContactId, consent: Consent) -> Result<()> {
-        self.in_sight(EntityKind::Contact, contact.row())?;
-        self.inner
-            .record_consent(contact, consent)
-            .map_err(|e| self.hide(e))?;
-        self.written(EntityKind::Contact, contact.row())
+        self.on_record(EntityKind::Contact, contact.row(), |tx| {
+            tx.record_consent(contact, consent)
+        })
     }
 
     /// Merges two contacts in sight (see [`WriteTransaction::merge`]).
@@ -366,13 +355,10 @@ impl Scoped<&mut WriteTransaction> {
         other: ContactId,
         policy: &MergePolicy,
     ) -> Result<u64> {
-        self.in_sight(EntityKind::Contact, survivor.row())?;
         self.in_sight(EntityKind::Contact, other.row())?;
-        let merge = self
-            .inner
-            .merge(survivor, other, policy)
-            .map_err(|e| self.hide(e))?;
-        self.written(EntityKind::Contact, survivor.row())?;
+        let merge = self.on_record(EntityKind::Contact, survivor.row(), |tx| {
+            tx.merge(survivor, other, policy)
+        })?;
         self.written(EntityKind::Contact, other.row())?;
         Ok(merge)
     }
@@ -395,13 +381,9 @@ impl Scoped<&mut WriteTransaction> {
     /// # Errors
     /// As [`WriteTransaction::erase`]; a contact out of sight is [`Error::NotFound`].
     pub fn erase(&mut self, contact: ContactId, reason: &str) -> Result<Erasure> {
-        self.in_sight(EntityKind::Contact, contact.row())?;
-        let erasure = self
-            .inner
-            .erase(contact, reason)
-            .map_err(|e| self.hide(e))?;
-        self.written(EntityKind::Contact, contact.row())?;
-        Ok(erasure)
+        self.on_record(EntityKind::Contact, contact.row(), |tx| {
+            tx.erase(contact, reason)
+        })
     }
 
     /// Shares a record in sight with `grantee`.
@@ -409,9 +391,7 @@ impl Scoped<&mut WriteTransaction> {
     /// # Errors
     /// As [`WriteTransaction::share`]; a record out of sight is [`Error::NotFound`].
     pub fn share<I: RecordId>(&mut self, id: I, grantee: &Grantee) -> Result<()> {
-        self.in_sight(I::Record::KIND, id.row())?;
-        self.inner.share(id, grantee).map_err(|e| self.hide(e))?;
-        self.written(I::Record::KIND, id.row())
+        self.on_record(I::Record::KIND, id.row(), |tx| tx.share(id, grantee))
     }
 
     /// Takes back a share of a record in sight; taking back the share that kept it in
@@ -420,9 +400,7 @@ impl Scoped<&mut WriteTransaction> {
     /// # Errors
     /// As [`share`](Self::share).
     pub fn unshare<I: RecordId>(&mut self, id: I, grantee: &Grantee) -> Result<()> {
-        self.in_sight(I::Record::KIND, id.row())?;
-        self.inner.unshare(id, grantee).map_err(|e| self.hide(e))?;
-        self.written(I::Record::KIND, id.row())
+        self.on_record(I::Record::KIND, id.row(), |tx| tx.unshare(id, grantee))
     }
 
     /// Who a record in sight is shared with.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::server::auth::{Tokens, hash_token};
 use super::server::{ServerConfig, app_secured, route_table};
-use super::support::{demo_db, send};
+use super::support::{call_as, demo_db};
 
 const REP: &str = "rep-secret";
 const ADMIN: &str = "admin-secret";
@@ -31,26 +31,6 @@ fn tokens() -> Arc<Tokens> {
          "personal": false},
     ]);
     Arc::new(Tokens::parse(&file.to_string()).expect("token file parses"))
-}
-
-async fn ask(
-    app: &axum::Router,
-    token: Option<&str>,
-    method: Method,
-    uri: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut builder = Request::builder().method(method).uri(uri);
-    if let Some(token) = token {
-        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let request = match body {
-        Some(body) => builder
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string())),
-        None => builder.body(Body::empty()),
-    };
-    send(app, request.expect("request builds")).await
 }
 
 #[test]
@@ -97,7 +77,7 @@ fn token_files_are_checked() {
 async fn requests_need_a_known_token_within_its_budget() {
     let app = app_secured(demo_db(), &ServerConfig::default(), Some(tokens()));
     for token in [None, Some("wrong"), Some("")] {
-        let (status, body) = ask(&app, token, Method::GET, "/health", None).await;
+        let (status, body) = call_as(&app, token, Method::GET, "/health", None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}: {body}");
         assert_eq!(body["error"]["code"], "unauthorized");
     }
@@ -115,19 +95,19 @@ async fn requests_need_a_known_token_within_its_budget() {
             .map(|v| v.to_str().ok()),
         Some(Some("Bearer"))
     );
-    let (status, _) = ask(&app, Some(ADMIN), Method::GET, "/stats", None).await;
+    let (status, _) = call_as(&app, Some(ADMIN), Method::GET, "/stats", None).await;
     assert_eq!(status, StatusCode::OK);
     // The rep's token works, but configuration and totals are not the rep's.
-    let (status, _) = ask(&app, Some(REP), Method::GET, "/health", None).await;
+    let (status, _) = call_as(&app, Some(REP), Method::GET, "/health", None).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = ask(&app, Some(REP), Method::GET, "/stats", None).await;
+    let (status, body) = call_as(&app, Some(REP), Method::GET, "/stats", None).await;
     assert_eq!(
         (status, &body["error"]["code"]),
         (StatusCode::FORBIDDEN, &json!("forbidden"))
     );
     // Two requests a minute: the third is refused with a time to wait.
     for _ in 0..2 {
-        let (status, _) = ask(&app, Some(TINY), Method::GET, "/health", None).await;
+        let (status, _) = call_as(&app, Some(TINY), Method::GET, "/health", None).await;
         assert_eq!(status, StatusCode::OK);
     }
     let request = Request::builder()
@@ -146,7 +126,7 @@ async fn requests_need_a_known_token_within_its_budget() {
         .expect("seconds");
     assert!((1..=30).contains(&wait), "{wait}");
     // Another token's budget is its own.
-    let (status, _) = ask(&app, Some(REP), Method::GET, "/health", None).await;
+    let (status, _) = call_as(&app, Some(REP), Method::GET, "/health", None).await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -257,7 +237,7 @@ async fn out_of_scope_ids_answer_as_nonexistent_ones_on_every_route() {
             .expect("scoped");
         assert!(kind != "contacts" || !seen.contains(id));
         let body = body_for(&method, &path);
-        let out_of_sight = ask(
+        let out_of_sight = call_as(
             &app,
             Some(REP),
             method.clone(),
@@ -265,7 +245,7 @@ async fn out_of_scope_ids_answer_as_nonexistent_ones_on_every_route() {
             body.clone(),
         )
         .await;
-        let nowhere = ask(
+        let nowhere = call_as(
             &app,
             Some(REP),
             method.clone(),
@@ -303,7 +283,7 @@ async fn lists_and_queries_show_only_what_the_token_sees() {
         .read_as(&rep, |r| r.ids(EntityKind::Contact, &Query::parse("*")?))
         .expect("scoped ids");
     let app = app_secured(db, &ServerConfig::default(), Some(tokens()));
-    let (status, body) = ask(&app, Some(REP), Method::GET, "/contacts?limit=1000", None).await;
+    let (status, body) = call_as(&app, Some(REP), Method::GET, "/contacts?limit=1000", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let ids: crmdb::RoaringBitmap = body["items"]
         .as_array()
@@ -312,7 +292,7 @@ async fn lists_and_queries_show_only_what_the_token_sees() {
         .map(|item| item["id"].as_u64().expect("id") as u32)
         .collect();
     assert_eq!(ids, mine);
-    let (_, body) = ask(
+    let (_, body) = call_as(
         &app,
         Some(REP),
         Method::POST,
@@ -321,7 +301,7 @@ async fn lists_and_queries_show_only_what_the_token_sees() {
     )
     .await;
     assert_eq!(body["count"], json!(mine.len()), "{body}");
-    let (_, all) = ask(
+    let (_, all) = call_as(
         &app,
         Some(ADMIN),
         Method::POST,
@@ -331,7 +311,7 @@ async fn lists_and_queries_show_only_what_the_token_sees() {
     .await;
     assert!(all["count"].as_u64() > Some(mine.len()), "{all}");
     // The analyst sees every contact, each without its personal fields.
-    let (_, page) = ask(&app, Some(ANALYST), Method::GET, "/contacts?limit=5", None).await;
+    let (_, page) = call_as(&app, Some(ANALYST), Method::GET, "/contacts?limit=5", None).await;
     let items = page["items"].as_array().expect("items");
     assert_eq!(items.len(), 5, "{page}");
     for item in items {

@@ -48,7 +48,21 @@ pub(crate) async fn call(
     uri: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let builder = Request::builder().method(method).uri(uri);
+    call_as(app, None, method, uri, body).await
+}
+
+/// As [`call`], with `Authorization: Bearer {token}` when a token is given.
+pub(crate) async fn call_as(
+    app: &Router,
+    token: Option<&str>,
+    method: Method,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
     let request = match body {
         Some(body) => builder
             .header(header::CONTENT_TYPE, "application/json")
