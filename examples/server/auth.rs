@@ -10,12 +10,17 @@
 //! ```
 //!
 //! A principal is `{"owner": N}`, `{"manager": N}`, `{"team": "north"}` or
-//! `"everyone"`; `"personal": false` has it read contacts' personal fields redacted. `server --hash-token SECRET` prints a token's digest. A request
+//! `"everyone"`; `"personal": false` has it read contacts' personal fields redacted.
+//!
+//! The console's files load without a token; opened as `/#token=…`, the console keeps
+//! the token for the tab and sends it with every call (the change stream, opened by
+//! the browser's `EventSource` without headers, takes it as `access_token`). `server --hash-token SECRET` prints a token's digest. A request
 //! without `Authorization: Bearer …`, or with a token no entry has, is a 401; one over
 //! its token's budget is a 429 with `retry-after`. The presented token's digest is
 //! compared with every entry's, each comparison in constant time. Without a token file
 //! every request acts for everyone, as before (the server listens on loopback only).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -256,6 +261,36 @@ fn unauthorized(message: &str) -> Response {
     response
 }
 
+/// Whether a request is for the console's own files (its page, scripts, styles and the
+/// API description), which hold no data: they load without a token, and the console
+/// then sends the one it is given (`/#token=…`).
+fn is_console_file(request: &Request) -> bool {
+    let path = request.uri().path();
+    request.method() == axum::http::Method::GET
+        && (path == "/" || path == "/openapi.json" || path.starts_with("/console/"))
+}
+
+/// The token a request presents: its `Authorization: Bearer` header, or for the change
+/// stream, which a browser's `EventSource` opens without headers, an `access_token`
+/// query parameter.
+fn presented(request: &Request) -> Option<String> {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
+    let query = || {
+        if request.uri().path() != super::changes::STREAM_PATH {
+            return None;
+        }
+        let params: axum::extract::Query<HashMap<String, String>> =
+            axum::extract::Query::try_from_uri(request.uri()).ok()?;
+        params.0.get("access_token").cloned()
+    };
+    header.or_else(query).filter(|t| !t.is_empty())
+}
+
 /// The middleware: with tokens, a request needs a known bearer token within its
 /// budget, and acts as its principal.
 pub(super) async fn authenticate(
@@ -266,16 +301,13 @@ pub(super) async fn authenticate(
     let Some(tokens) = tokens else {
         return next.run(request).await;
     };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(presented) = presented.filter(|t| !t.is_empty()) else {
+    if is_console_file(&request) {
+        return next.run(request).await;
+    }
+    let Some(presented) = presented(&request) else {
         return unauthorized("send Authorization: Bearer <token>");
     };
-    let Some(token) = tokens.find(presented) else {
+    let Some(token) = tokens.find(&presented) else {
         return unauthorized("the bearer token is not valid");
     };
     if let Err(wait) = token.bucket.lock().take(Instant::now()) {

@@ -236,6 +236,10 @@ pub(super) async fn feed_head(State(db): State<Database>, caller: Caller) -> Api
 pub(super) struct StreamParams {
     #[serde(default)]
     after: u64,
+    /// The bearer token, for a browser's `EventSource` that cannot send the header;
+    /// read by `auth::authenticate`, not here.
+    #[serde(default, rename = "access_token")]
+    _access_token: Option<String>,
 }
 
 /// `GET /changes/stream?after=SEQ`: one event per batch, `id:` its sequence and

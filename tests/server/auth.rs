@@ -130,6 +130,48 @@ async fn requests_need_a_known_token_within_its_budget() {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// The console's files load without a token (they hold no data); the change stream
+/// takes the token as `access_token`, which no other route does.
+#[tokio::test]
+async fn the_console_loads_without_a_token_and_the_stream_takes_one_as_a_parameter() {
+    let app = app_secured(demo_db(), &ServerConfig::default(), Some(tokens()));
+    for path in [
+        "/",
+        "/console/console.js",
+        "/console/console.css",
+        "/openapi.json",
+    ] {
+        let (status, _, _) = super::support::fetch(&app, Method::GET, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    let status_of = |uri: String| {
+        let app = app.clone();
+        async move {
+            let request = Request::builder()
+                .uri(uri)
+                .body(Body::empty())
+                .expect("request");
+            tower::ServiceExt::oneshot(app, request)
+                .await
+                .expect("infallible")
+                .status()
+        }
+    };
+    assert_eq!(
+        status_of(format!("/changes/stream?access_token={REP}")).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status_of("/changes/stream?access_token=wrong".into()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status_of(format!("/contacts?access_token={REP}")).await,
+        StatusCode::UNAUTHORIZED,
+        "only the stream takes a token as a parameter"
+    );
+}
+
 /// A plausible body for a route, so that a request gets as far as the record.
 fn body_for(method: &Method, path: &str) -> Option<Value> {
     if *method == Method::GET || *method == Method::DELETE {

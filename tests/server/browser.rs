@@ -5,6 +5,8 @@
 //! identity pages load with their tables and no error. Screenshots of each page
 //! go to a temporary directory, whose path is printed.
 //!
+//! A second run is against a server with tokens, opened as `/#token=…`.
+//!
 //! Without Chromium the test says so and passes; with `CRMDB_REQUIRE_BROWSER` set (CI,
 //! once it has installed Chromium) a missing browser is a failure.
 
@@ -77,29 +79,30 @@ impl Session {
     }
 }
 
-#[test]
-fn the_console_in_a_real_browser() {
-    let Some(chromium) = find_chromium() else {
+/// The Chromium to drive, or `None` (with a message) when there is none and none is
+/// required.
+fn chromium(test: &str) -> Option<PathBuf> {
+    let found = find_chromium();
+    if found.is_none() {
         assert!(
             std::env::var_os("CRMDB_REQUIRE_BROWSER").is_none(),
             "CRMDB_REQUIRE_BROWSER is set, but no Chromium was found"
         );
         eprintln!(
-            "SKIPPED the_console_in_a_real_browser: no Chromium found (install Debian's \
-             chromium package, or set CRMDB_CHROMIUM to its path)"
+            "SKIPPED {test}: no Chromium found (install Debian's chromium package, or set \
+             CRMDB_CHROMIUM to its path)"
         );
-        return;
-    };
+    }
+    found
+}
+
+/// A loopback server for `app` and a browser in front of it; `finish` stops both.
+fn start(chromium: &std::path::Path, app: axum::Router, name: &str) -> Running {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let db = crmdb::Database::in_memory().expect("database");
-    crmdb::demo::Generator::new(CONTACTS)
-        .load(&db, |_| {})
-        .expect("demo data");
-    let app = server::app(db);
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
@@ -112,33 +115,124 @@ fn the_console_in_a_real_browser() {
     let serving = runtime.spawn(server::serve(listener, app.clone(), config, async {
         let _ = stopped.await;
     }));
-    let shots = std::env::temp_dir().join(format!("crmdb-console-{}", std::process::id()));
+    let shots = std::env::temp_dir().join(format!("crmdb-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&shots).expect("screenshot directory");
     println!("screenshots go to {}", shots.display());
+    Running {
+        session: Session {
+            browser: Browser::launch(chromium, 1280, 900),
+            base: format!("http://{address}"),
+            app,
+            runtime,
+            shots,
+        },
+        stop,
+        serving,
+    }
+}
 
-    let mut session = Session {
-        browser: Browser::launch(&chromium, 1280, 900),
-        base: format!("http://{address}"),
-        app,
-        runtime,
-        shots,
+/// A session with its server running.
+struct Running {
+    session: Session,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Checks that the page threw nothing, then stops the server.
+    fn finish(mut self) {
+        let exceptions = std::mem::take(&mut self.session.browser.exceptions);
+        assert!(exceptions.is_empty(), "the page threw: {exceptions:?}");
+        let _ = self.stop.send(());
+        self.session
+            .runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), self.serving).await })
+            .expect("the server stops in time")
+            .expect("server task")
+            .expect("server stops cleanly");
+    }
+}
+
+fn demo(contacts: u32) -> crmdb::Database {
+    let db = crmdb::Database::in_memory().expect("database");
+    crmdb::demo::Generator::new(contacts)
+        .load(&db, |_| {})
+        .expect("demo data");
+    db
+}
+
+#[test]
+fn the_console_in_a_real_browser() {
+    let Some(chromium) = chromium("the_console_in_a_real_browser") else {
+        return;
     };
-    query_count_and_error(&mut session);
-    funnel_chart(&mut session);
-    record_page(&mut session);
-    records_table(&mut session);
-    segment_tail(&mut session);
-    other_pages(&mut session);
-    let exceptions = std::mem::take(&mut session.browser.exceptions);
-    assert!(exceptions.is_empty(), "the page threw: {exceptions:?}");
+    let mut running = start(&chromium, server::app(demo(CONTACTS)), "console");
+    let session = &mut running.session;
+    query_count_and_error(session);
+    funnel_chart(session);
+    record_page(session);
+    records_table(session);
+    segment_tail(session);
+    other_pages(session);
+    running.finish();
+}
 
-    let _ = stop.send(());
-    session
-        .runtime
-        .block_on(async { tokio::time::timeout(Duration::from_secs(10), serving).await })
-        .expect("the server stops in time")
-        .expect("server task")
-        .expect("server stops cleanly");
+/// A server run with tokens: the console loads, says a token is wanted, and opened as
+/// `/#token=…` counts what the token's principal sees, with the token gone from the
+/// address (`tests/server/auth.rs` checks the stream's `access_token`).
+#[test]
+fn the_console_with_a_token() {
+    use crate::server::auth::{Tokens, hash_token};
+    let Some(chromium) = chromium("the_console_with_a_token") else {
+        return;
+    };
+    let secret = "console-secret";
+    let file = json!([{"name": "rep", "sha256": hash_token(secret), "principal": {"owner": 0}}]);
+    let tokens = std::sync::Arc::new(Tokens::parse(&file.to_string()).expect("tokens"));
+    let db = demo(1_000);
+    let rep = crmdb::Principal::owner(crmdb::OwnerId::new(0));
+    let mine = db
+        .read_as(&rep, |r| {
+            use crmdb::Snapshot as _;
+            r.count(crmdb::EntityKind::Contact, &crmdb::Query::parse("tag:vip")?)
+        })
+        .expect("the rep's count");
+    let app = server::app_secured(db, &server::ServerConfig::default(), Some(tokens));
+    let mut running = start(&chromium, app, "console-token");
+    let s = &mut running.session;
+    s.browser.navigate(&format!("{}/#/query", s.base));
+    s.browser.wait_for(
+        "!!document.querySelector('.error') && document.querySelector('.error').textContent.includes('#token=')",
+        PAGE_WAIT,
+        "the console to say it wants a token",
+    );
+    s.shot("no-token");
+    s.browser
+        .eval("document.body && (document.body.dataset.loaded = '')");
+    s.browser.navigate(&format!("{}/#token={secret}", s.base));
+    s.browser.wait_for(
+        "!!document.body && document.body.dataset.loaded === '1' && document.body.dataset.page === 'query'",
+        PAGE_WAIT,
+        "the query page with the token",
+    );
+    let address = s.browser.eval("location.href");
+    assert!(
+        address
+            .as_str()
+            .is_some_and(|a| a.contains("#/query") && !a.contains(secret)),
+        "the token left the address: {address}"
+    );
+    s.type_query("tag:vip");
+    s.browser.wait_for(
+        &format!(
+            "(() => {{ const c = document.querySelector('#query-count'); \
+             return c && !c.dataset.pending && c.textContent === '{mine}' }})()"
+        ),
+        PAGE_WAIT,
+        &format!("the rep's count {mine}"),
+    );
+    s.shot("with-token");
+    running.finish();
 }
 
 fn query_count_and_error(s: &mut Session) {

@@ -280,7 +280,8 @@ async function startTail(ctx) {
   if (!ctx.alive()) return;
   const list = document.getElementById('segment-tail');
   list.dataset.after = String(start.after);
-  const source = new EventSource(`/changes/stream${qs({ after: start.after })}`);
+  // EventSource sends no headers: the stream takes the token as a parameter.
+  const source = new EventSource(`/changes/stream${qs({ after: start.after, access_token: bearer() })}`);
   ctx.onLeave(() => source.close());
   source.onmessage = (message) => {
     let batch;
@@ -393,7 +394,11 @@ const ROUTES = {
 
 // ---------------------------------------------------------------- start
 
-window.addEventListener('hashchange', route);
+takeToken();
+window.addEventListener('hashchange', () => {
+  takeToken();
+  route();
+});
 window.addEventListener('unhandledrejection', (e) => {
   // Last resort: every renderer catches its own errors, but none may go unseen.
   e.preventDefault();

@@ -219,12 +219,41 @@ class ApiError extends Error {
   }
 }
 
+/** Where the tab keeps the bearer token of a server run with --tokens. */
+const TOKEN_KEY = 'crmdb.token';
+
+/**
+ * Takes a token given as `#token=…` in the address: kept for the tab, then taken out
+ * of the address (and of the history), which moves on to the query page.
+ */
+function takeToken() {
+  const match = location.hash.match(/^#token=(.*)$/);
+  if (!match) return;
+  try {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+  } catch (_) {
+    /* storage refused: the calls go without a token and say so */
+  }
+  history.replaceState(null, '', `${location.pathname}${location.search}#/query`);
+}
+
+/** The token to send, if the console was given one. */
+function bearer() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY);
+  } catch (_) {
+    return null;
+  }
+}
+
 /**
  * Calls the API; resolves to the parsed JSON (null for an empty body), rejects with an
  * ApiError carrying the server's `{"error": {"code", "message", …}}`.
  */
 async function api(method, path, body) {
   const init = { method, headers: { accept: 'application/json' } };
+  const token = bearer();
+  if (token) init.headers.authorization = `Bearer ${token}`;
   if (body !== undefined) {
     init.headers['content-type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -254,7 +283,8 @@ async function api(method, path, body) {
 function errorHtml(err) {
   const code = err instanceof ApiError ? err.code : 'client_error';
   const status = err instanceof ApiError && err.status ? ` (${err.status})` : '';
-  return `<div class="error" role="alert"><strong>${esc(code)}${esc(status)}</strong> ${esc(err.message)}</div>`;
+  const hint = code === 'unauthorized' ? ' This server wants a token: open the console as <code>/#token=YOUR_TOKEN</code>.' : '';
+  return `<div class="error" role="alert"><strong>${esc(code)}${esc(status)}</strong> ${esc(err.message)}${hint}</div>`;
 }
 
 /** Fills `elem` from `load()`: a loading note, then `render(data)` or the error. */
