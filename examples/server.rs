@@ -88,7 +88,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind((args.host, args.port)).await?;
-        print_banner(listener.local_addr()?, example_prospect(&db));
+        print_banner(
+            listener.local_addr()?,
+            example_prospect(&db),
+            tokens.is_some(),
+        );
         if let Some(tokens) = &tokens {
             println!(
                 "{} tokens from {}: every request needs Authorization: Bearer <token>",

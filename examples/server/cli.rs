@@ -109,25 +109,38 @@ pub(super) fn example_prospect(db: &Database) -> Option<u32> {
         .flatten()
 }
 
-pub(super) fn print_banner(address: SocketAddr, prospect: Option<u32>) {
+/// What the server prints once it listens: where, and a few requests to try (with the
+/// header a server run with `--tokens` wants).
+pub(super) fn print_banner(address: SocketAddr, prospect: Option<u32>, tokens: bool) {
     let base = format!("http://{address}");
     println!("crmdb server listening on {base}");
-    println!("console: open {base}/ in a browser; API description: {base}/openapi.json");
+    if tokens {
+        println!(
+            "console: open {base}/#token=YOUR_TOKEN in a browser; API description: {base}/openapi.json"
+        );
+    } else {
+        println!("console: open {base}/ in a browser; API description: {base}/openapi.json");
+    }
+    let auth = if tokens {
+        " -H 'authorization: Bearer YOUR_TOKEN'"
+    } else {
+        ""
+    };
     println!("try:");
     println!(
-        "  curl -s -X POST {base}/contacts -H 'content-type: application/json' \\\n    \
+        "  curl -s -X POST {base}/contacts{auth} -H 'content-type: application/json' \\\n    \
          -d '{{\"name\":\"Li Lei\",\"email\":\"li.lei@example.com\",\"region\":\"shanghai\",\"tags\":[\"vip\"]}}'"
     );
     println!(
-        "  curl -s -X POST {base}/segments/query -H 'content-type: application/json' \\\n    \
+        "  curl -s -X POST {base}/segments/query{auth} -H 'content-type: application/json' \\\n    \
          -d '{{\"kind\":\"contact\",\"query\":\"tag:vip AND lifetime_value >= 1000\",\"limit\":3,\
          \"sort\":\"lifetime_value\",\"descending\":true,\"group_by\":\"stage\",\"sum\":\"lifetime_value\"}}'"
     );
     match prospect {
         Some(id) => println!(
-            "  curl -s -X POST {base}/contacts/{id}/stage -H 'content-type: application/json' \\\n    \
+            "  curl -s -X POST {base}/contacts/{id}/stage{auth} -H 'content-type: application/json' \\\n    \
              -d '{{\"to\":\"active\"}}'"
         ),
-        None => println!("  curl -s {base}/stats"),
+        None => println!("  curl -s{auth} {base}/stats"),
     }
 }
