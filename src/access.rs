@@ -240,6 +240,26 @@ impl Visibility {
         })
     }
 
+    /// The bitmaps whose union is what the principal sees of `kind`: its owners'
+    /// records and shares, and its teams' shares. None for a kind without owners.
+    fn sources(&self, kind: EntityKind) -> Vec<String> {
+        let Some(field) = owner_field(kind) else {
+            return Vec::new();
+        };
+        let mut keys = Vec::with_capacity(self.owners.len() * 2 + self.teams.len());
+        for owner in &self.owners {
+            let id = owner.to_string();
+            keys.push(index::cat_key(kind, field, &id));
+            keys.push(index::cat_key(kind, SHARE_OWNER, &id));
+        }
+        keys.extend(
+            self.teams
+                .iter()
+                .map(|team| index::cat_key(kind, SHARE_TEAM, team)),
+        );
+        keys
+    }
+
     /// Whether rows of `kind` are narrowed at all (without working them out).
     pub(crate) fn narrows(&self, kind: EntityKind) -> bool {
         self.rows.contains_key(&kind)
@@ -257,17 +277,9 @@ impl Visibility {
         if let Some(rows) = cell.get() {
             return Ok(Some(rows));
         }
-        let Some(field) = owner_field(kind) else {
-            return Ok(Some(cell.get_or_init(RoaringBitmap::new)));
-        };
         let mut seen = RoaringBitmap::new();
-        for owner in &self.owners {
-            let id = owner.to_string();
-            seen |= &*snap.bitmap(&index::cat_key(kind, field, &id))?;
-            seen |= &*snap.bitmap(&index::cat_key(kind, SHARE_OWNER, &id))?;
-        }
-        for team in &self.teams {
-            seen |= &*snap.bitmap(&index::cat_key(kind, SHARE_TEAM, team))?;
+        for key in self.sources(kind) {
+            seen |= &*snap.bitmap(&key)?;
         }
         Ok(Some(cell.get_or_init(|| seen)))
     }
@@ -292,35 +304,17 @@ impl Visibility {
         kind: EntityKind,
         row: u32,
     ) -> Result<bool> {
-        let Some(field) = owner_field(kind) else {
+        if owner_field(kind).is_none() {
             return self.sees(snap, kind, row);
-        };
+        }
         if !self.rows.contains_key(&kind) {
             return Ok(true);
         }
         let mut seen = false;
-        for owner in &self.owners {
-            let id = owner.to_string();
-            if snap
-                .bitmap(&index::cat_key(kind, field, &id))?
-                .contains(row)
-                || snap
-                    .bitmap(&index::cat_key(kind, SHARE_OWNER, &id))?
-                    .contains(row)
-            {
+        for key in self.sources(kind) {
+            if snap.bitmap(&key)?.contains(row) {
                 seen = true;
                 break;
-            }
-        }
-        if !seen {
-            for team in &self.teams {
-                if snap
-                    .bitmap(&index::cat_key(kind, SHARE_TEAM, team))?
-                    .contains(row)
-                {
-                    seen = true;
-                    break;
-                }
             }
         }
         self.set(kind, row, seen);

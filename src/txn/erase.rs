@@ -71,6 +71,16 @@ pub(crate) fn erasures<S: Source + ?Sized>(source: &S) -> Result<Vec<Erasure>> {
         .collect()
 }
 
+/// Takes a contact's personal data out: the name becomes `name`, the email and phone
+/// go, and so do the custom fields in `personal`. Erasure and redaction
+/// ([`Principal::without_personal`](crate::Principal::without_personal)) both use it.
+pub(super) fn strip_personal(contact: &mut Contact, name: &str, personal: &BTreeSet<String>) {
+    contact.name = name.into();
+    contact.email = None;
+    contact.phone = None;
+    contact.custom.retain(|field, _| !personal.contains(field));
+}
+
 /// What is erased: the rows, and how to anonymise a contact and scrub text.
 struct Scrubber {
     rows: BTreeSet<u32>,
@@ -82,10 +92,7 @@ struct Scrubber {
 impl Scrubber {
     fn contact(&self, contact: &Contact) -> Contact {
         let mut clean = contact.clone();
-        clean.name = ERASED.into();
-        clean.email = None;
-        clean.phone = None;
-        clean.custom.retain(|name, _| !self.personal.contains(name));
+        strip_personal(&mut clean, ERASED, &self.personal);
         clean
     }
 

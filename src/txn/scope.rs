@@ -4,10 +4,13 @@
 //! the records the principal may see. A record out of sight is absent, exactly as one
 //! that never existed: `get` answers [`Error::NotFound`] for both.
 //!
-//! Every bitmap and numeric index of a kind with a visible set is intersected with it
-//! as it is read, the live set every query is evaluated against among them; record bytes, unique keys,
-//! histories, consent ledgers and change events of unseen records are withheld. The
-//! intersections are kept for the transaction, so a query pays each once.
+//! A query over one kind is evaluated on the full ("wide") indexes and its result
+//! narrowed to the visible rows once (`Source::narrowing`). Every other read of a
+//! bitmap or numeric index of a kind with a visible set gets it intersected with that
+//! set, kept for the transaction so that each is paid once. Record bytes, unique keys,
+//! histories, consent ledgers and change events of unseen records are withheld; for a
+//! principal without personal fields, contacts are redacted and the indexes of their
+//! personal fields read empty, wide or not.
 //!
 //! The write side ([`ScopedWrite`], shares, reporting lines) is in `scope_write.rs`.
 //!
@@ -82,10 +85,7 @@ impl Redaction {
     }
 
     fn contact(&self, contact: &mut Contact) {
-        contact.name = REDACTED.into();
-        contact.email = None;
-        contact.phone = None;
-        contact.custom.retain(|name, _| !self.custom.contains(name));
+        super::erase::strip_personal(contact, REDACTED, &self.custom);
     }
 
     fn record(&self, record: &mut AnyRecord) {
@@ -147,7 +147,7 @@ pub type ScopedRead = Scoped<ReadTransaction>;
 
 impl<T> std::fmt::Debug for Scoped<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScopedRead")
+        f.debug_struct("Scoped")
             .field("principal", &self.principal)
             .finish_non_exhaustive()
     }
@@ -337,16 +337,13 @@ impl<T: Source> Source for Scoped<T> {
     }
 
     fn bitmap(&self, key: &str) -> Result<Arc<RoaringBitmap>> {
-        if self.redaction.as_ref().is_some_and(|r| r.hides(key)) {
-            return Ok(Arc::new(RoaringBitmap::new()));
-        }
         let Some(rows) = self.key_rows(key)? else {
-            return self.inner.bitmap(key);
+            return self.wide_bitmap(key);
         };
         if let Some(seen) = self.seen.lock().get(key) {
             return Ok(Arc::clone(seen));
         }
-        let seen = Arc::new(&*self.inner.bitmap(key)? & rows);
+        let seen = Arc::new(&*self.wide_bitmap(key)? & rows);
         self.seen.lock().insert(key.to_owned(), Arc::clone(&seen));
         Ok(seen)
     }
@@ -354,16 +351,13 @@ impl<T: Source> Source for Scoped<T> {
     /// Numeric indexes are narrowed like bitmaps: a range is not always intersected
     /// with the live set (`lifetime_value > 5 OR tag:vip`).
     fn bsi(&self, base: &str) -> Result<Arc<Bsi>> {
-        if self.redaction.as_ref().is_some_and(|r| r.hides(base)) {
-            return Ok(Arc::new(Bsi::default()));
-        }
         let Some(rows) = self.key_rows(base)? else {
-            return self.inner.bsi(base);
+            return self.wide_bsi(base);
         };
         if let Some(seen) = self.seen_bsi.lock().get(base) {
             return Ok(Arc::clone(seen));
         }
-        let seen = Arc::new(self.inner.bsi(base)?.restrict(rows));
+        let seen = Arc::new(self.wide_bsi(base)?.restrict(rows));
         self.seen_bsi
             .lock()
             .insert(base.to_owned(), Arc::clone(&seen));

@@ -408,7 +408,7 @@ impl Scoped<&mut WriteTransaction> {
     /// # Errors
     /// A record out of sight is [`Error::NotFound`]; a storage failure.
     pub fn shares<I: RecordId>(&self, id: I) -> Result<Vec<Grantee>> {
-        self.in_sight(I::Record::KIND, id.row())?;
+        // A scoped `get`: out of sight and nonexistent alike are not found.
         self.get(id)?;
         shares_of(&*self.inner, id)
     }
